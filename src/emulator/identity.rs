@@ -104,6 +104,7 @@ pub struct IdentityEndpointBuilder {
     clock: SharedClock,
     lifetime: Duration,
     identity_name: String,
+    header_secret: Option<String>,
     listener: Option<std::net::TcpListener>,
 }
 
@@ -136,6 +137,12 @@ impl IdentityEndpointBuilder {
         self
     }
 
+    /// The `IDENTITY_HEADER` secret callers must send. Defaults to a random value.
+    pub fn header_secret(mut self, secret: impl Into<String>) -> Self {
+        self.header_secret = Some(secret.into());
+        self
+    }
+
     /// Serve on this already-bound listener instead of a fresh port. Lets a test binary learn
     /// the port, set `IDENTITY_ENDPOINT` in its process environment, and only then start threads.
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
@@ -161,7 +168,9 @@ impl IdentityEndpointBuilder {
         let addr = listener.local_addr().map_err(emulator_err("listener has no address"))?;
         let state = Arc::new(EndpointState {
             clock: self.clock,
-            header_secret: format!("emulated-identity-header-{:016x}", fastrand::u64(..)),
+            header_secret: self
+                .header_secret
+                .unwrap_or_else(|| format!("emulated-identity-header-{:016x}", fastrand::u64(..))),
             identity_name: self.identity_name,
             control: Mutex::new(Control {
                 lifetime: self.lifetime,
@@ -201,6 +210,7 @@ impl IdentityEndpoint {
             clock: Arc::new(SystemClock),
             lifetime: DEFAULT_TOKEN_LIFETIME,
             identity_name: "azure-passwordless-identity".into(),
+            header_secret: None,
             listener: None,
         }
     }
