@@ -59,7 +59,13 @@ struct Entry {
     secret: Secret,
     expires_on: OffsetDateTime,
     refresh_at: OffsetDateTime,
-    usable_until: OffsetDateTime,
+    /// `refresh_at` and the end of usability in Unix milliseconds: the hit path compares these.
+    refresh_at_ms: i64,
+    usable_until_ms: i64,
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Token {
@@ -116,7 +122,11 @@ impl CacheStats {
     /// Hits as a fraction of all calls; 1.0 when there were no calls.
     pub fn hit_rate(&self) -> f64 {
         let total = self.hits + self.misses;
-        if total == 0 { 1.0 } else { self.hits as f64 / total as f64 }
+        if total == 0 {
+            1.0
+        } else {
+            self.hits as f64 / total as f64
+        }
     }
 }
 
@@ -162,7 +172,8 @@ struct Slot {
     key: Box<str>,
     current: ArcSwapOption<Entry>,
     inflight: Mutex<Option<SharedFetch>>,
-    retry_not_before: Mutex<Option<OffsetDateTime>>,
+    /// Unix milliseconds before which a failed background refresh is not retried.
+    retry_not_before: Mutex<Option<i64>>,
 }
 
 impl TokenCache {
@@ -193,11 +204,10 @@ impl TokenCache {
     /// [`ErrorKind::Credential`] when no valid token exists and the credential fails; the
     /// credential's error is the [`source`](std::error::Error::source).
     pub async fn get(&self, scope: &str) -> crate::Result<Token> {
-        let slot = self.inner.slot(scope);
-        let now = self.inner.clock.now();
-        if let Some(token) = self.inner.try_hit(&slot, now) {
+        if let Some(token) = self.get_cached(scope) {
             return Ok(token);
         }
+        let slot = self.inner.slot(scope);
         self.inner.wait(&slot).await
     }
 
@@ -205,8 +215,10 @@ impl TokenCache {
     ///
     /// Starts a background refresh when due (inside a Tokio runtime), like [`TokenCache::get`].
     pub fn get_cached(&self, scope: &str) -> Option<Token> {
-        let slot = self.inner.slot(scope);
-        self.inner.try_hit(&slot, self.inner.clock.now())
+        // Borrow the slot from the lock-free scope list: no reference count touched.
+        let slots = self.inner.slots.load();
+        let slot = slots.iter().find(|s| &*s.key == scope)?;
+        self.inner.try_hit(slot, self.inner.clock.unix_millis())
     }
 
     /// Forgets the token for `scope`, so the next call fetches a new one.
@@ -216,6 +228,23 @@ impl TokenCache {
         let slot = self.inner.slot(scope);
         if slot.current.swap(None).is_some() {
             info!(scope = %slot.key, "cached token invalidated");
+        }
+    }
+
+    /// Waits until no fetch is running for any scope (including background refreshes).
+    ///
+    /// For tests and simulations on a [`ManualClock`](crate::ManualClock): lets a background
+    /// refresh land before time moves on.
+    pub async fn settle(&self) {
+        let running: Vec<SharedFetch> = self
+            .inner
+            .slots
+            .load()
+            .iter()
+            .filter_map(|slot| slot.inflight.lock().clone())
+            .collect();
+        for fetch in running {
+            let _ = fetch.await;
         }
     }
 
@@ -398,21 +427,21 @@ impl Inner {
         slot
     }
 
-    fn try_hit(self: &Arc<Self>, slot: &Arc<Slot>, now: OffsetDateTime) -> Option<Token> {
+    fn try_hit(self: &Arc<Self>, slot: &Arc<Slot>, now_ms: i64) -> Option<Token> {
         let guard = slot.current.load();
         let entry = guard.as_ref()?;
-        if now >= entry.usable_until {
+        if now_ms >= entry.usable_until_ms {
             return None;
         }
-        if now >= entry.refresh_at {
-            self.refresh_in_background(slot, now);
+        if now_ms >= entry.refresh_at_ms {
+            self.refresh_in_background(slot, now_ms);
         }
         self.stats.hits.incr();
         Some(Token(Arc::clone(entry)))
     }
 
-    fn refresh_in_background(self: &Arc<Self>, slot: &Arc<Slot>, now: OffsetDateTime) {
-        if slot.retry_not_before.lock().is_some_and(|t| now < t) {
+    fn refresh_in_background(self: &Arc<Self>, slot: &Arc<Slot>, now_ms: i64) {
+        if slot.retry_not_before.lock().is_some_and(|t| now_ms < t) {
             return;
         }
         // Without a runtime there is nowhere to run the fetch; the next async caller will.
@@ -434,7 +463,7 @@ impl Inner {
         let fetch = {
             let mut inflight = slot.inflight.lock();
             // A fetch may have finished between the miss and taking the lock.
-            if let Some(entry) = slot.current.load_full().filter(|e| self.clock.now() < e.usable_until) {
+            if let Some(entry) = slot.current.load_full().filter(|e| self.clock.unix_millis() < e.usable_until_ms) {
                 return Ok(Token(entry));
             }
             match &*inflight {
@@ -480,7 +509,8 @@ impl Inner {
                 let jitter = (self.jitter)(self.max_jitter).min(self.max_jitter);
                 let refresh_at = refresh_point(now, token.expires_on, None, jitter);
                 let entry = Arc::new(Entry {
-                    usable_until: token.expires_on - self.expiry_margin,
+                    usable_until_ms: unix_ms(token.expires_on - self.expiry_margin),
+                    refresh_at_ms: unix_ms(refresh_at),
                     secret: token.token,
                     expires_on: token.expires_on,
                     refresh_at,
@@ -492,14 +522,14 @@ impl Inner {
             }
             Err(err) => {
                 self.stats.failures.incr();
-                let still_valid = slot.current.load().as_ref().is_some_and(|e| now < e.usable_until);
+                let still_valid = slot.current.load().as_ref().is_some_and(|e| unix_ms(now) < e.usable_until_ms);
                 warn!(
                     scope = %slot.key,
                     error = %crate::error::report(&err),
                     keeping_valid_token = still_valid,
                     "token fetch failed"
                 );
-                *slot.retry_not_before.lock() = Some(now + self.failure_backoff);
+                *slot.retry_not_before.lock() = Some(unix_ms(now + self.failure_backoff));
                 Err(Arc::new(err))
             }
         };
@@ -626,7 +656,8 @@ mod tests {
             secret: Secret::new("eyJ-very-secret"),
             expires_on: t0(),
             refresh_at: t0(),
-            usable_until: t0(),
+            refresh_at_ms: 0,
+            usable_until_ms: 0,
         }));
         let text = format!("{token:?}");
         assert!(!text.contains("eyJ-very-secret"), "{text}");
@@ -636,7 +667,11 @@ mod tests {
     #[test]
     fn hit_rate_of_an_unused_cache_is_one() {
         assert_eq!(CacheStats::default().hit_rate(), 1.0);
-        let stats = CacheStats { hits: 3, misses: 1, ..Default::default() };
+        let stats = CacheStats {
+            hits: 3,
+            misses: 1,
+            ..Default::default()
+        };
         assert_eq!(stats.hit_rate(), 0.75);
     }
 }

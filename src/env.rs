@@ -34,10 +34,7 @@ impl Env {
     /// A fixed environment holding exactly these pairs.
     pub fn from_slice(pairs: &[(&str, &str)]) -> Self {
         Self(Source::Fixed(Arc::new(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         )))
     }
 
@@ -71,7 +68,10 @@ impl fmt::Debug for Env {
         match &self.0 {
             Source::Process => f.write_str("Env::Process"),
             // Names only: values may be secrets.
-            Source::Fixed(map) => f.debug_tuple("Env::Fixed").field(&map.keys().collect::<Vec<_>>()).finish(),
+            Source::Fixed(map) => f
+                .debug_tuple("Env::Fixed")
+                .field(&map.keys().collect::<Vec<_>>())
+                .finish(),
         }
     }
 }

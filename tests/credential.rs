@@ -55,7 +55,9 @@ impl Ctx {
 
 fn claims(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).expect("JWT-shaped token");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -68,7 +70,11 @@ async fn managed_identity_via_app_service(ctx: &Ctx) {
     let claims = claims(token.token.secret());
     assert_eq!(claims["aud"], "https://ossrdbms-aad.database.windows.net");
     assert!(claims["iss"].as_str().unwrap().starts_with("https://sts.windows.net/"));
-    assert_eq!(ctx.endpoint.client_ids().last().unwrap(), &None, "system-assigned by default");
+    assert_eq!(
+        ctx.endpoint.client_ids().last().unwrap(),
+        &None,
+        "system-assigned by default"
+    );
     assert_eq!(ctx.tool_calls("az"), 0, "developer tools never ran");
 }
 
@@ -77,7 +83,10 @@ async fn client_id_selects_user_assigned_identity(ctx: &Ctx) {
         .env(ctx.env(&[("AZURE_CLIENT_ID", "11111111-2222-4333-8444-555555555555")]))
         .build()
         .unwrap();
-    let token = cred.get_token(&["https://storage.azure.com/.default"], None).await.unwrap();
+    let token = cred
+        .get_token(&["https://storage.azure.com/.default"], None)
+        .await
+        .unwrap();
     assert_eq!(
         ctx.endpoint.client_ids().last().unwrap().as_deref(),
         Some("11111111-2222-4333-8444-555555555555")
@@ -103,7 +112,11 @@ async fn environment_link_comes_first_and_its_failure_stops_the_chain(ctx: &Ctx)
     let err = cred.get_token(&[PG_SCOPE], None).await.unwrap_err();
     let text = azure_passwordless_report(&err);
     assert!(text.starts_with("EnvironmentCredential failed"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(15), "failure took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "failure took {:?}",
+        started.elapsed()
+    );
     assert_eq!(ctx.endpoint.request_count(), before, "managed identity was not tried");
     assert!(!text.contains("not-a-real-secret-value"), "secret in error: {text}");
 }
@@ -125,7 +138,9 @@ async fn workload_identity_comes_before_managed_identity(ctx: &Ctx) {
     let text = azure_passwordless_report(&cred.get_token(&[PG_SCOPE], None).await.unwrap_err());
     assert!(text.starts_with("WorkloadIdentityCredential failed"), "{text}");
     assert!(
-        text.contains("EnvironmentCredential: not configured: AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH not set"),
+        text.contains(
+            "EnvironmentCredential: not configured: AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH not set"
+        ),
         "{text}"
     );
     assert_eq!(ctx.endpoint.request_count(), before);
@@ -137,11 +152,18 @@ async fn dev_selects_developer_tools(ctx: &Ctx) {
         .env(ctx.env(&[("AZURE_TOKEN_CREDENTIALS", "dev")]))
         .build()
         .unwrap();
-    assert_eq!(cred.links(), vec![CredentialKind::AzureCli, CredentialKind::AzureDeveloperCli]);
+    assert_eq!(
+        cred.links(),
+        vec![CredentialKind::AzureCli, CredentialKind::AzureDeveloperCli]
+    );
     let token = cred.get_token(&[PG_SCOPE], None).await.unwrap();
     assert!(token.token.secret().starts_with("fake-az-token-"));
     assert_eq!(cred.chosen(), Some(CredentialKind::AzureCli));
-    assert_eq!(ctx.endpoint.request_count(), before, "managed identity is not part of 'dev'");
+    assert_eq!(
+        ctx.endpoint.request_count(),
+        before,
+        "managed identity is not part of 'dev'"
+    );
     assert_eq!(ctx.tool_calls("az"), 1);
 }
 
@@ -172,7 +194,11 @@ async fn prod_never_runs_developer_tools(ctx: &Ctx) {
         .build()
         .unwrap();
     let text = cred.get_token(&[PG_SCOPE], None).await.unwrap_err().to_string();
-    for name in ["EnvironmentCredential", "WorkloadIdentityCredential", "ManagedIdentityCredential"] {
+    for name in [
+        "EnvironmentCredential",
+        "WorkloadIdentityCredential",
+        "ManagedIdentityCredential",
+    ] {
         assert!(text.contains(name), "{name} missing: {text}");
     }
     assert!(!text.contains("AzureCli"), "{text}");
@@ -185,7 +211,14 @@ async fn one_name_selects_exactly_that_link(ctx: &Ctx) {
         .build()
         .unwrap();
     assert_eq!(cred.links(), vec![CredentialKind::AzureCli]);
-    assert!(cred.get_token(&[PG_SCOPE], None).await.unwrap().token.secret().starts_with("fake-az-token-"));
+    assert!(
+        cred.get_token(&[PG_SCOPE], None)
+            .await
+            .unwrap()
+            .token
+            .secret()
+            .starts_with("fake-az-token-")
+    );
 }
 
 async fn bad_selection_is_a_construction_error(ctx: &Ctx) {
@@ -195,7 +228,10 @@ async fn bad_selection_is_a_construction_error(ctx: &Ctx) {
         .unwrap_err();
     assert!(err.is_config());
     let text = err.to_string();
-    assert!(text.contains("'managed'") && text.contains("ManagedIdentityCredential") && text.contains("'dev'"), "{text}");
+    assert!(
+        text.contains("'managed'") && text.contains("ManagedIdentityCredential") && text.contains("'dev'"),
+        "{text}"
+    );
 }
 
 async fn imds_probe_times_out_fast(ctx: &Ctx) {
@@ -224,14 +260,20 @@ async fn imds_probe_times_out_fast(ctx: &Ctx) {
         .build()
         .unwrap();
     let text = cred.get_token(&[PG_SCOPE], None).await.unwrap_err().to_string();
-    assert!(text.contains("ManagedIdentityCredential: no IDENTITY_ENDPOINT set, and IMDS at"), "{text}");
+    assert!(
+        text.contains("ManagedIdentityCredential: no IDENTITY_ENDPOINT set, and IMDS at"),
+        "{text}"
+    );
     assert!(text.contains("did not answer within 1000 ms"), "{text}");
 }
 
 async fn naming_managed_identity_skips_the_probe(ctx: &Ctx) {
     let accepted = ctx.imds.accepted();
     let cred = DefaultAzureCredential::builder()
-        .env(Env::from_slice(&[("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")]))
+        .env(Env::from_slice(&[(
+            "AZURE_TOKEN_CREDENTIALS",
+            "ManagedIdentityCredential",
+        )]))
         .imds_probe_url(ctx.imds.url())
         .build()
         .unwrap();
@@ -240,7 +282,8 @@ async fn naming_managed_identity_skips_the_probe(ctx: &Ctx) {
 }
 
 async fn hard_error_stops_chain(ctx: &Ctx) {
-    ctx.endpoint.reject_identity(Some("99999999-0000-4000-8000-000000000009"));
+    ctx.endpoint
+        .reject_identity(Some("99999999-0000-4000-8000-000000000009"));
     let cred = DefaultAzureCredential::builder()
         .env(ctx.env(&[("AZURE_CLIENT_ID", "99999999-0000-4000-8000-000000000009")]))
         .build()
@@ -248,7 +291,10 @@ async fn hard_error_stops_chain(ctx: &Ctx) {
     let started = tokio::time::Instant::now();
     let err = cred.get_token(&[PG_SCOPE], None).await.unwrap_err();
     let text = azure_passwordless_report(&err);
-    assert!(text.starts_with("ManagedIdentityCredential failed, so the credential chain stopped"), "{text}");
+    assert!(
+        text.starts_with("ManagedIdentityCredential failed, so the credential chain stopped"),
+        "{text}"
+    );
     assert!(text.contains("has not been assigned to this resource"), "{text}");
     assert_eq!(ctx.tool_calls("az"), 0, "the chain must not fall back to the Azure CLI");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -256,18 +302,27 @@ async fn hard_error_stops_chain(ctx: &Ctx) {
 
 async fn chain_sticks_to_its_chosen_link(ctx: &Ctx) {
     let cred = DefaultAzureCredential::builder().env(ctx.env(&[])).build().unwrap();
-    cred.get_token(&["https://sticky.example/.default"], None).await.unwrap();
+    cred.get_token(&["https://sticky.example/.default"], None)
+        .await
+        .unwrap();
     assert_eq!(cred.chosen(), Some(CredentialKind::ManagedIdentity));
     ctx.endpoint.fail_with(500, "managed identity endpoint is down");
     let started = tokio::time::Instant::now();
     // A new scope, so azure_identity's own cache cannot answer.
-    let err = cred.get_token(&["https://sticky-two.example/.default"], None).await.unwrap_err();
+    let err = cred
+        .get_token(&["https://sticky-two.example/.default"], None)
+        .await
+        .unwrap_err();
     ctx.endpoint.recover();
     let text = azure_passwordless_report(&err);
     assert!(text.starts_with("ManagedIdentityCredential failed"), "{text}");
     assert!(text.contains("managed identity endpoint is down"), "{text}");
     assert_eq!(ctx.tool_calls("az"), 0);
-    assert!(started.elapsed() < Duration::from_secs(10), "retries took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "retries took {:?}",
+        started.elapsed()
+    );
     assert_eq!(cred.chosen(), Some(CredentialKind::ManagedIdentity));
 }
 
@@ -292,7 +347,9 @@ async fn all_unavailable_lists_each_link(ctx: &Ctx) {
     ];
     let mut at = 0;
     for part in expected {
-        let found = text[at..].find(part).unwrap_or_else(|| panic!("{part:?} missing or out of order in {text}"));
+        let found = text[at..]
+            .find(part)
+            .unwrap_or_else(|| panic!("{part:?} missing or out of order in {text}"));
         at += found + part.len();
     }
     assert_eq!(cred.chosen(), None);
@@ -303,7 +360,10 @@ async fn no_secret_in_logs_or_debug(ctx: &Ctx) {
     let token = cred.get_token(&[PG_SCOPE], None).await.unwrap();
     let debug = format!("{cred:?} {:?} {:?}", ctx.env(&[]), token);
     let logs = ctx.logs.text();
-    assert!(logs.contains("DefaultAzureCredential chose"), "choice must be logged: {logs}");
+    assert!(
+        logs.contains("DefaultAzureCredential chose"),
+        "choice must be logged: {logs}"
+    );
     let mut secrets = ctx.endpoint.issued_tokens();
     secrets.push(HEADER_SECRET.to_owned());
     secrets.push("fake-az-token-".to_owned());
@@ -435,7 +495,12 @@ fn main() {
         std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
         std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
         std::env::set_var("PATH", path);
-        for name in ["AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST"] {
+        for name in [
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_AUTHORITY_HOST",
+        ] {
             std::env::remove_var(name);
         }
     }
@@ -449,7 +514,11 @@ fn main() {
         .init();
 
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let failed = runtime.block_on(async {
         let endpoint = IdentityEndpoint::builder()
             .listener(listener)
@@ -458,7 +527,12 @@ fn main() {
             .start()
             .await
             .unwrap();
-        let ctx = Ctx { endpoint, tools: tools.clone(), imds: Blackhole::start().await, logs };
+        let ctx = Ctx {
+            endpoint,
+            tools: tools.clone(),
+            imds: Blackhole::start().await,
+            logs,
+        };
         let all = tests![
             managed_identity_via_app_service,
             client_id_selects_user_assigned_identity,

@@ -69,7 +69,11 @@ async fn refresh_points_follow_token_lifetime() {
 
     let w = world(Duration::hours(1)).await;
     let t = w.cache.get(SCOPE).await.unwrap();
-    assert_eq!(t.refresh_at(), start() + Duration::minutes(55), "1 h token: 5 min before expiry");
+    assert_eq!(
+        t.refresh_at(),
+        start() + Duration::minutes(55),
+        "1 h token: 5 min before expiry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +129,9 @@ async fn thousand_cold_callers_share_one_fetch() {
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let cache = w.cache.clone();
-        tasks.push(tokio::spawn(async move { cache.get(SCOPE).await.map(|t| t.secret().to_owned()) }));
+        tasks.push(tokio::spawn(async move {
+            cache.get(SCOPE).await.map(|t| t.secret().to_owned())
+        }));
     }
     until(|| w.cache.stats().waits == 1000).await;
     w.endpoint.release();
@@ -256,7 +262,10 @@ async fn no_token_text_in_debug_or_display() {
     for issued in w.endpoint.issued_tokens() {
         for text in &texts {
             assert!(!text.contains(&issued), "token leaked into {text}");
-            assert!(!text.contains(w.endpoint.header_secret()), "identity header leaked into {text}");
+            assert!(
+                !text.contains(w.endpoint.header_secret()),
+                "identity header leaked into {text}"
+            );
         }
     }
 }

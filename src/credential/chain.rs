@@ -89,7 +89,11 @@ impl Chain {
             format!(
                 "DefaultAzureCredential found no usable credential; tried in order: {}. \
                  See https://aka.ms/azsdk/rust/identity/troubleshoot",
-                if unavailable.is_empty() { "nothing".to_owned() } else { list(&unavailable, "; ") }
+                if unavailable.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    list(&unavailable, "; ")
+                }
             ),
         ))
     }
@@ -228,7 +232,9 @@ mod tests {
         ];
         let mut at = 0;
         for part in expected {
-            let found = text[at..].find(part).unwrap_or_else(|| panic!("{part} missing or out of order in {text}"));
+            let found = text[at..]
+                .find(part)
+                .unwrap_or_else(|| panic!("{part} missing or out of order in {text}"));
             at += found + part.len();
         }
     }

@@ -12,10 +12,10 @@ use azure_core::{
     http::ClientOptions,
 };
 use azure_identity::{
-    AzureCliCredential, AzureDeveloperCliCredential, ClientAssertionCredentialOptions,
-    ClientCertificateCredential, ClientCertificateCredentialOptions, ClientSecretCredential,
-    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureDeveloperCliCredential, ClientAssertionCredentialOptions, ClientCertificateCredential,
+    ClientCertificateCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
 };
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::sync::OnceCell;
@@ -81,7 +81,11 @@ impl fmt::Debug for LazyLink {
 }
 
 fn missing(env: &Env, names: &[&str]) -> Vec<String> {
-    names.iter().filter(|n| !env.is_set(n)).map(|n| (*n).to_owned()).collect()
+    names
+        .iter()
+        .filter(|n| !env.is_set(n))
+        .map(|n| (*n).to_owned())
+        .collect()
 }
 
 impl LazyLink {
@@ -95,11 +99,22 @@ impl LazyLink {
                 if !env.is_set("AZURE_CLIENT_SECRET") && !env.is_set("AZURE_CLIENT_CERTIFICATE_PATH") {
                     absent.push("AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH".into());
                 }
-                if absent.is_empty() { Ok(()) } else { Err(format!("not configured: {} not set", absent.join(", "))) }
+                if absent.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not configured: {} not set", absent.join(", ")))
+                }
             }
             CredentialKind::WorkloadIdentity => {
-                let absent = missing(env, &["AZURE_FEDERATED_TOKEN_FILE", "AZURE_TENANT_ID", "AZURE_CLIENT_ID"]);
-                if absent.is_empty() { Ok(()) } else { Err(format!("not configured: {} not set", absent.join(", "))) }
+                let absent = missing(
+                    env,
+                    &["AZURE_FEDERATED_TOKEN_FILE", "AZURE_TENANT_ID", "AZURE_CLIENT_ID"],
+                );
+                if absent.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not configured: {} not set", absent.join(", ")))
+                }
             }
             CredentialKind::ManagedIdentity => {
                 if env.is_set("IDENTITY_ENDPOINT") && env.is_set("IDENTITY_HEADER") {
@@ -126,7 +141,9 @@ impl LazyLink {
                         &var("AZURE_TENANT_ID"),
                         var("AZURE_CLIENT_ID"),
                         Secret::new(secret),
-                        Some(ClientSecretCredentialOptions { client_options: options }),
+                        Some(ClientSecretCredentialOptions {
+                            client_options: options,
+                        }),
                     )?
                 } else {
                     let path = var("AZURE_CLIENT_CERTIFICATE_PATH");
@@ -148,21 +165,25 @@ impl LazyLink {
                     )?
                 }
             }
-            CredentialKind::WorkloadIdentity => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                credential_options: ClientAssertionCredentialOptions {
-                    client_options: s.authority_options(),
+            CredentialKind::WorkloadIdentity => {
+                WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                    credential_options: ClientAssertionCredentialOptions {
+                        client_options: s.authority_options(),
+                        ..Default::default()
+                    },
+                    client_id: Some(var("AZURE_CLIENT_ID")),
+                    tenant_id: Some(var("AZURE_TENANT_ID")),
+                    token_file_path: Some(var("AZURE_FEDERATED_TOKEN_FILE").into()),
                     ..Default::default()
-                },
-                client_id: Some(var("AZURE_CLIENT_ID")),
-                tenant_id: Some(var("AZURE_TENANT_ID")),
-                token_file_path: Some(var("AZURE_FEDERATED_TOKEN_FILE").into()),
-                ..Default::default()
-            }))?,
-            CredentialKind::ManagedIdentity => ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                user_assigned_id: s.user_assigned_id.clone(),
-                client_options: s.client_options.clone(),
-                ..Default::default()
-            }))?,
+                }))?
+            }
+            CredentialKind::ManagedIdentity => {
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: s.user_assigned_id.clone(),
+                    client_options: s.client_options.clone(),
+                    ..Default::default()
+                }))?
+            }
             CredentialKind::AzureCli => AzureCliCredential::new(None)?,
             CredentialKind::AzureDeveloperCli => AzureDeveloperCliCredential::new(None)?,
         })
@@ -180,13 +201,17 @@ impl Link for LazyLink {
         if self.credential.get().is_none() {
             self.check_configured().await.map_err(LinkError::Unavailable)?;
         }
-        let credential = self.credential.get_or_try_init(|| async { self.build() }).await.map_err(|e| {
-            if developer_tool {
-                LinkError::Unavailable(crate::error::report(&e))
-            } else {
-                LinkError::Failed(e)
-            }
-        })?;
+        let credential = self
+            .credential
+            .get_or_try_init(|| async { self.build() })
+            .await
+            .map_err(|e| {
+                if developer_tool {
+                    LinkError::Unavailable(crate::error::report(&e))
+                } else {
+                    LinkError::Failed(e)
+                }
+            })?;
         if developer_tool {
             // A developer tool that hangs (waiting for a login prompt, say) must not hold the
             // chain forever.

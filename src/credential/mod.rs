@@ -284,7 +284,9 @@ impl DefaultAzureCredentialBuilder {
             },
         };
         if kinds.is_empty() {
-            return Err(Error::config("DefaultAzureCredential needs at least one credential link"));
+            return Err(Error::config(
+                "DefaultAzureCredential needs at least one credential link",
+            ));
         }
         // Naming exactly one link means "use this one": for managed identity, skip the probe.
         let explicit = kinds.len() == 1;
@@ -308,7 +310,10 @@ impl DefaultAzureCredentialBuilder {
             developer_tool_timeout: self.developer_tool_timeout.unwrap_or(DEFAULT_DEVELOPER_TOOL_TIMEOUT),
         };
         let settings = Arc::new(settings);
-        let links = kinds.into_iter().map(|kind| links::make(kind, settings.clone())).collect();
+        let links = kinds
+            .into_iter()
+            .map(|kind| links::make(kind, settings.clone()))
+            .collect();
         Ok(Arc::new(DefaultAzureCredential {
             chain: chain::Chain::new(links),
         }))
@@ -350,7 +355,10 @@ mod tests {
     #[test]
     fn selection_values() {
         use CredentialKind::*;
-        assert_eq!(CredentialKind::parse_selection("dev").unwrap(), vec![AzureCli, AzureDeveloperCli]);
+        assert_eq!(
+            CredentialKind::parse_selection("dev").unwrap(),
+            vec![AzureCli, AzureDeveloperCli]
+        );
         assert_eq!(
             CredentialKind::parse_selection("PROD").unwrap(),
             vec![Environment, WorkloadIdentity, ManagedIdentity]
@@ -369,7 +377,13 @@ mod tests {
         let err = CredentialKind::parse_selection("cli").unwrap_err();
         assert!(err.is_config());
         let text = err.to_string();
-        for expected in ["AZURE_TOKEN_CREDENTIALS", "'cli'", "'dev'", "'prod'", "AzureDeveloperCliCredential"] {
+        for expected in [
+            "AZURE_TOKEN_CREDENTIALS",
+            "'cli'",
+            "'dev'",
+            "'prod'",
+            "AzureDeveloperCliCredential",
+        ] {
             assert!(text.contains(expected), "{expected} missing from {text}");
         }
     }
@@ -378,14 +392,26 @@ mod tests {
     fn builder_reads_selection_from_env() {
         let env = Env::from_slice(&[("AZURE_TOKEN_CREDENTIALS", "dev")]);
         let cred = DefaultAzureCredential::builder().env(env).build().unwrap();
-        assert_eq!(cred.links(), vec![CredentialKind::AzureCli, CredentialKind::AzureDeveloperCli]);
+        assert_eq!(
+            cred.links(),
+            vec![CredentialKind::AzureCli, CredentialKind::AzureDeveloperCli]
+        );
         let env = Env::from_slice(&[("AZURE_TOKEN_CREDENTIALS", "bogus")]);
-        assert!(DefaultAzureCredential::builder().env(env).build().unwrap_err().is_config());
+        assert!(
+            DefaultAzureCredential::builder()
+                .env(env)
+                .build()
+                .unwrap_err()
+                .is_config()
+        );
     }
 
     #[test]
     fn default_chain_is_in_sdk_order() {
-        let cred = DefaultAzureCredential::builder().env(Env::from_slice(&[])).build().unwrap();
+        let cred = DefaultAzureCredential::builder()
+            .env(Env::from_slice(&[]))
+            .build()
+            .unwrap();
         assert_eq!(cred.links(), CredentialKind::ALL.to_vec());
     }
 }

@@ -155,11 +155,15 @@ impl IdentityEndpointBuilder {
     /// # Errors
     /// [`ErrorKind::Emulator`] when the port cannot be bound.
     pub async fn start(self) -> Result<IdentityEndpoint> {
-        let emulator_err = |what: &'static str| move |e: std::io::Error| Error::new(ErrorKind::Emulator, what).with_source(e);
+        let emulator_err =
+            |what: &'static str| move |e: std::io::Error| Error::new(ErrorKind::Emulator, what).with_source(e);
         let listener = match self.listener {
             Some(std_listener) => {
-                std_listener.set_nonblocking(true).map_err(emulator_err("cannot use the given listener"))?;
-                tokio::net::TcpListener::from_std(std_listener).map_err(emulator_err("cannot use the given listener"))?
+                std_listener
+                    .set_nonblocking(true)
+                    .map_err(emulator_err("cannot use the given listener"))?;
+                tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(emulator_err("cannot use the given listener"))?
             }
             None => tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -185,7 +189,9 @@ impl IdentityEndpointBuilder {
             issued: Mutex::new(Vec::new()),
             client_ids: Mutex::new(Vec::new()),
         });
-        let app = Router::new().route("/msi/token", get(token_handler)).with_state(state.clone());
+        let app = Router::new()
+            .route("/msi/token", get(token_handler))
+            .with_state(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -289,7 +295,9 @@ impl IdentityEndpoint {
     /// The token this endpoint currently issues for `resource` (a scope, with or without
     /// `/.default`) and identity, issuing one if none is current.
     pub fn current_token(&self, resource: &str, client_id: Option<&str>) -> String {
-        self.state.issue(resource.strip_suffix("/.default").unwrap_or(resource), client_id).token
+        self.state
+            .issue(resource.strip_suffix("/.default").unwrap_or(resource), client_id)
+            .token
     }
 
     /// Requests received (token requests, including rejected and failed ones).
@@ -375,7 +383,9 @@ impl EndpointState {
             ),
         };
         let oid = pseudo_uuid(&mirid);
-        let app_id = client_id.map(str::to_owned).unwrap_or_else(|| pseudo_uuid(&format!("app:{mirid}")));
+        let app_id = client_id
+            .map(str::to_owned)
+            .unwrap_or_else(|| pseudo_uuid(&format!("app:{mirid}")));
         let header = json!({"typ": "JWT", "alg": "RS256", "kid": "emulator"});
         let claims = json!({
             "aud": resource,
@@ -479,7 +489,11 @@ async fn token_handler(
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": "invalid_request", "error_description": message}))).into_response()
+    (
+        status,
+        Json(json!({"error": "invalid_request", "error_description": message})),
+    )
+        .into_response()
 }
 
 /// A credential calling an [`IdentityEndpoint`] directly, with no cache. See
@@ -509,7 +523,10 @@ impl TokenCredential for EndpointCredential {
     ) -> azure_core::Result<AccessToken> {
         use azure_core::error::ErrorKind as Kind;
         let [scope] = scopes else {
-            return Err(azure_core::Error::with_message(Kind::Credential, "exactly one scope is required"));
+            return Err(azure_core::Error::with_message(
+                Kind::Credential,
+                "exactly one scope is required",
+            ));
         };
         let resource = scope.strip_suffix("/.default").unwrap_or(scope);
         let mut query = vec![("api-version", "2019-08-01"), ("resource", resource)];
@@ -533,7 +550,10 @@ impl TokenCredential for EndpointCredential {
         if !status.is_success() {
             return Err(azure_core::Error::with_message(
                 Kind::Credential,
-                format!("identity endpoint answered {status}: {}", String::from_utf8_lossy(&body)),
+                format!(
+                    "identity endpoint answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                ),
             ));
         }
         let parsed: serde_json::Value = serde_json::from_slice(&body)
@@ -543,7 +563,9 @@ impl TokenCredential for EndpointCredential {
             .as_str()
             .and_then(|s| s.parse::<i64>().ok())
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-            .ok_or_else(|| azure_core::Error::with_message(Kind::DataConversion, "identity endpoint sent no expires_on"))?;
+            .ok_or_else(|| {
+                azure_core::Error::with_message(Kind::DataConversion, "identity endpoint sent no expires_on")
+            })?;
         Ok(AccessToken::new(token, expires_on))
     }
 }
