@@ -15,7 +15,7 @@ use crate::{
     clock::{SharedClock, SystemClock},
     error::ErrorKind,
 };
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::{ArcSwap, Guard};
 use azure_core::{
     credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions},
     time::{Duration, OffsetDateTime},
@@ -50,10 +50,23 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::minutes(5);
 /// between zero and it. Injected so tests and simulations are repeatable.
 pub type Jitter = Arc<dyn Fn(Duration) -> Duration + Send + Sync>;
 
-/// A cached access token: cheap to clone (a reference count), with the secret kept out of
-/// `Debug`.
-#[derive(Clone)]
-pub struct Token(Arc<Entry>);
+/// A cached access token, with the secret kept out of `Debug`.
+///
+/// Handed out by a cache hit without touching a shared reference count (an `arc_swap` guard),
+/// so concurrent hits on several cores do not contend; cloning takes a reference count.
+pub struct Token(Guard<Arc<Entry>>);
+
+impl Clone for Token {
+    fn clone(&self) -> Self {
+        Token(Guard::from_inner(Arc::clone(&self.0)))
+    }
+}
+
+impl Token {
+    fn from_entry(entry: Arc<Entry>) -> Self {
+        Token(Guard::from_inner(entry))
+    }
+}
 
 struct Entry {
     secret: Secret,
@@ -62,6 +75,23 @@ struct Entry {
     /// `refresh_at` and the end of usability in Unix milliseconds: the hit path compares these.
     refresh_at_ms: i64,
     usable_until_ms: i64,
+}
+
+impl Entry {
+    /// The "no token" entry: never usable.
+    fn empty() -> Arc<Self> {
+        Arc::new(Entry {
+            secret: Secret::new(""),
+            expires_on: OffsetDateTime::UNIX_EPOCH,
+            refresh_at: OffsetDateTime::UNIX_EPOCH,
+            refresh_at_ms: i64::MIN,
+            usable_until_ms: i64::MIN,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.usable_until_ms == i64::MIN
+    }
 }
 
 fn unix_ms(t: OffsetDateTime) -> i64 {
@@ -170,7 +200,7 @@ type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
 struct Slot {
     /// Space-separated scopes, as OAuth joins them.
     key: Box<str>,
-    current: ArcSwapOption<Entry>,
+    current: ArcSwap<Entry>,
     inflight: Mutex<Option<SharedFetch>>,
     /// Unix milliseconds before which a failed background refresh is not retried.
     retry_not_before: Mutex<Option<i64>>,
@@ -226,7 +256,7 @@ impl TokenCache {
     /// For a server that rejected the token (for example PostgreSQL answering SQLSTATE 28P01).
     pub fn invalidate(&self, scope: &str) {
         let slot = self.inner.slot(scope);
-        if slot.current.swap(None).is_some() {
+        if !slot.current.swap(Entry::empty()).is_empty() {
             info!(scope = %slot.key, "cached token invalidated");
         }
     }
@@ -416,7 +446,7 @@ impl Inner {
         }
         let slot = Arc::new(Slot {
             key: key.into(),
-            current: ArcSwapOption::empty(),
+            current: ArcSwap::new(Entry::empty()),
             inflight: Mutex::new(None),
             retry_not_before: Mutex::new(None),
         });
@@ -428,8 +458,7 @@ impl Inner {
     }
 
     fn try_hit(self: &Arc<Self>, slot: &Arc<Slot>, now_ms: i64) -> Option<Token> {
-        let guard = slot.current.load();
-        let entry = guard.as_ref()?;
+        let entry = slot.current.load();
         if now_ms >= entry.usable_until_ms {
             return None;
         }
@@ -437,7 +466,7 @@ impl Inner {
             self.refresh_in_background(slot, now_ms);
         }
         self.stats.hits.incr();
-        Some(Token(Arc::clone(entry)))
+        Some(Token(entry))
     }
 
     fn refresh_in_background(self: &Arc<Self>, slot: &Arc<Slot>, now_ms: i64) {
@@ -463,8 +492,9 @@ impl Inner {
         let fetch = {
             let mut inflight = slot.inflight.lock();
             // A fetch may have finished between the miss and taking the lock.
-            if let Some(entry) = slot.current.load_full().filter(|e| self.clock.unix_millis() < e.usable_until_ms) {
-                return Ok(Token(entry));
+            let entry = slot.current.load_full();
+            if self.clock.unix_millis() < entry.usable_until_ms {
+                return Ok(Token::from_entry(entry));
             }
             match &*inflight {
                 Some(fetch) => fetch.clone(),
@@ -473,7 +503,7 @@ impl Inner {
         };
         self.stats.waits.incr();
         match fetch.await {
-            Ok(entry) => Ok(Token(entry)),
+            Ok(entry) => Ok(Token::from_entry(entry)),
             Err(err) => Err(Error::new(
                 ErrorKind::Credential,
                 format!("could not get a token for scope {}", slot.key),
@@ -516,13 +546,13 @@ impl Inner {
                     refresh_at,
                 });
                 debug!(scope = %slot.key, expires_on = %entry.expires_on, refresh_at = %refresh_at, "token fetched");
-                slot.current.store(Some(Arc::clone(&entry)));
+                slot.current.store(Arc::clone(&entry));
                 *slot.retry_not_before.lock() = None;
                 Ok(entry)
             }
             Err(err) => {
                 self.stats.failures.incr();
-                let still_valid = slot.current.load().as_ref().is_some_and(|e| unix_ms(now) < e.usable_until_ms);
+                let still_valid = unix_ms(now) < slot.current.load().usable_until_ms;
                 warn!(
                     scope = %slot.key,
                     error = %crate::error::report(&err),
@@ -652,7 +682,7 @@ mod tests {
 
     #[test]
     fn token_debug_hides_the_secret() {
-        let token = Token(Arc::new(Entry {
+        let token = Token::from_entry(Arc::new(Entry {
             secret: Secret::new("eyJ-very-secret"),
             expires_on: t0(),
             refresh_at: t0(),
@@ -662,6 +692,13 @@ mod tests {
         let text = format!("{token:?}");
         assert!(!text.contains("eyJ-very-secret"), "{text}");
         assert!(text.contains("***"));
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Token>();
+        check::<TokenCache>();
     }
 
     #[test]
