@@ -19,6 +19,8 @@ const HEADER: &str = "hit-rates-identity-header";
 #[derive(Debug)]
 struct Row {
     name: &'static str,
+    /// Real time the scenario took, filled in by `timed`.
+    seconds: f64,
     requests: u64,
     fetches: u64,
     hit_rate: f64,
@@ -79,6 +81,7 @@ async fn steady(name: &'static str, s: &Sim, length: Duration, rate: i64, outage
     }
     let stats = s.cache.stats();
     Row {
+        seconds: 0.0,
         name,
         requests,
         fetches: stats.fetches,
@@ -118,6 +121,7 @@ async fn cold_callers(name: &'static str, s: &Sim, callers: u64) -> Row {
     }
     let stats = s.cache.stats();
     Row {
+        seconds: 0.0,
         name,
         requests: callers,
         fetches: stats.fetches,
@@ -142,6 +146,7 @@ async fn credential_per_request(name: &'static str, s: &Sim, length: Duration, r
     }
     let fetches = s.endpoint.request_count() - before;
     Row {
+        seconds: 0.0,
         name,
         requests,
         fetches,
@@ -170,25 +175,34 @@ fn main() {
     let began = std::time::Instant::now();
     let rows = rt.block_on(async {
         let mut rows = Vec::new();
+        let mut mark = std::time::Instant::now();
+        let mut timed = move |mut row: Row| {
+            row.seconds = mark.elapsed().as_secs_f64();
+            mark = std::time::Instant::now();
+            row
+        };
         let s = sim(Duration::hours(24)).await;
-        rows.push(steady("1: 24 h, 10 conn/s, 24 h tokens", &s, Duration::hours(24), 10, None).await);
+        rows.push(timed(
+            steady("1: 24 h, 10 conn/s, 24 h tokens", &s, Duration::hours(24), 10, None).await,
+        ));
         let s = sim(Duration::hours(1)).await;
-        rows.push(steady("2: 8 h, 10 conn/s, 1 h tokens", &s, Duration::hours(8), 10, None).await);
+        rows.push(timed(
+            steady("2: 8 h, 10 conn/s, 1 h tokens", &s, Duration::hours(8), 10, None).await,
+        ));
         let s = sim(Duration::hours(24)).await;
-        rows.push(cold_callers("3: 1,000 concurrent cold callers", &s, 1000).await);
+        rows.push(timed(cold_callers("3: 1,000 concurrent cold callers", &s, 1000).await));
         let s = sim(Duration::hours(24)).await;
         // Refresh point: 12 h + 30 s jitter. Down from 11:55 to 12:05.
         let outage = (Duration::minutes(11 * 60 + 55), Duration::minutes(12 * 60 + 5));
-        rows.push(
-            steady(
-                "4: endpoint down 10 min across refresh",
-                &s,
-                Duration::hours(13),
-                10,
-                Some(outage),
-            )
-            .await,
-        );
+        let row = steady(
+            "4: endpoint down 10 min across refresh",
+            &s,
+            Duration::hours(13),
+            10,
+            Some(outage),
+        )
+        .await;
+        rows.push(timed(row));
         // The baseline runs on its own endpoint, reached through the process environment.
         let clock = ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
         let endpoint = IdentityEndpoint::builder()
@@ -200,9 +214,8 @@ fn main() {
             .unwrap();
         let cache = TokenCache::new(endpoint.credential(None));
         let base = Sim { clock, endpoint, cache };
-        rows.push(
-            credential_per_request("5: seed: new credential per request", &base, Duration::minutes(10), 10).await,
-        );
+        let row = credential_per_request("5: seed: new credential per request", &base, Duration::minutes(1), 10).await;
+        rows.push(timed(row));
         rows
     });
 
@@ -212,13 +225,14 @@ fn main() {
     );
     for r in &rows {
         println!(
-            "{:<42} {:>9} {:>8} {:>9.4}% {:>8} {:>7}",
+            "{:<42} {:>9} {:>8} {:>9.4}% {:>8} {:>7} {:>9.1}",
             r.name,
             r.requests,
             r.fetches,
             r.hit_rate * 100.0,
             r.waited,
-            r.failed
+            r.failed,
+            r.seconds
         );
     }
     println!("(simulated in {:.1} s of real time)", began.elapsed().as_secs_f64());
