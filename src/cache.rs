@@ -484,7 +484,7 @@ impl Inner {
         self.stats.background_refreshes.incr();
         debug!(scope = %slot.key, "token past its refresh point; refreshing in the background");
         // Nobody awaits a background refresh; the spawned task runs to completion on its own.
-        let _ = self.start_fetch(slot, &mut inflight);
+        drop(self.start_fetch(slot, &mut inflight));
     }
 
     async fn wait(self: &Arc<Self>, slot: &Arc<Slot>) -> crate::Result<Token> {

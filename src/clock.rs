@@ -37,7 +37,7 @@ impl Clock for SystemClock {
     }
 
     /// The coarse monotonic clock (~6 ns, resolution a few ms) plus an offset to wall time that
-    /// is re-read every [`REANCHOR_AFTER_MS`], so NTP corrections reach it within a minute.
+    /// is re-read every minute, so NTP corrections reach it within a minute.
     /// Reading the wall clock through `OffsetDateTime::now_utc` costs ~45 ns: more than the
     /// rest of a cache hit.
     fn unix_millis(&self) -> i64 {
@@ -105,6 +105,9 @@ impl Clock for ManualClock {
     }
 }
 
+/// A shared clock handle.
+pub(crate) type SharedClock = Arc<dyn Clock>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +128,3 @@ mod tests {
         assert_eq!(clock.unix_millis(), 1500);
     }
 }
-
-/// A shared clock handle.
-pub(crate) type SharedClock = Arc<dyn Clock>;

@@ -441,14 +441,13 @@ impl Write for LogBuffer {
 }
 
 /// Writes `az` and `azd` stand-ins: each appends a line to `<tool>.calls` and answers as the
-/// real tool does when logged in (`<tool>.mode` = ok), logged out (fail), or stuck (hang).
+/// real tool does when logged in (`<tool>.mode` = ok) or logged out (fail).
 fn write_tools(dir: &Path) {
     let az = format!(
         r#"#!/bin/sh
 echo "$@" >> {dir}/az.calls
 case "$(cat {dir}/az.mode)" in
   fail) echo "ERROR: Please run 'az login' to setup account." >&2; exit 1 ;;
-  hang) sleep 600 ;;
 esac
 exp=$(( $(date +%s) + 3600 ))
 echo "{{\"accessToken\": \"fake-az-token-$$\", \"expires_on\": $exp, \"tokenType\": \"Bearer\"}}"

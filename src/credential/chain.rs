@@ -133,7 +133,7 @@ mod tests {
     }
 
     impl Scripted {
-        fn new(kind: CredentialKind, outcomes: &[Outcome]) -> (Box<dyn Link>, Arc<AtomicUsize>) {
+        fn link(kind: CredentialKind, outcomes: &[Outcome]) -> (Box<dyn Link>, Arc<AtomicUsize>) {
             let calls = Arc::new(AtomicUsize::new(0));
             let mut queue = outcomes.to_vec();
             queue.reverse();
@@ -173,9 +173,9 @@ mod tests {
 
     #[tokio::test]
     async fn unavailable_links_are_skipped_in_order() {
-        let (env, env_calls) = Scripted::new(Environment, &[Unavailable("AZURE_TENANT_ID not set")]);
-        let (mi, _) = Scripted::new(ManagedIdentity, &[Token("mi")]);
-        let (cli, cli_calls) = Scripted::new(AzureCli, &[Token("cli")]);
+        let (env, env_calls) = Scripted::link(Environment, &[Unavailable("AZURE_TENANT_ID not set")]);
+        let (mi, _) = Scripted::link(ManagedIdentity, &[Token("mi")]);
+        let (cli, cli_calls) = Scripted::link(AzureCli, &[Token("cli")]);
         let chain = Chain::new(vec![env, mi, cli]);
         let token = chain.get_token(&["s"]).await.unwrap();
         assert_eq!(token.token.secret(), "mi");
@@ -186,9 +186,9 @@ mod tests {
 
     #[tokio::test]
     async fn hard_error_stops_chain() {
-        let (env, _) = Scripted::new(Environment, &[Unavailable("not configured")]);
-        let (mi, _) = Scripted::new(ManagedIdentity, &[Failed("identity not assigned")]);
-        let (cli, cli_calls) = Scripted::new(AzureCli, &[Token("cli")]);
+        let (env, _) = Scripted::link(Environment, &[Unavailable("not configured")]);
+        let (mi, _) = Scripted::link(ManagedIdentity, &[Failed("identity not assigned")]);
+        let (cli, cli_calls) = Scripted::link(AzureCli, &[Token("cli")]);
         let chain = Chain::new(vec![env, mi, cli]);
         let err = chain.get_token(&["s"]).await.unwrap_err();
         assert_eq!(cli_calls.load(Ordering::SeqCst), 0);
@@ -202,8 +202,8 @@ mod tests {
 
     #[tokio::test]
     async fn chain_sticks_to_the_first_link_that_worked() {
-        let (mi, mi_calls) = Scripted::new(ManagedIdentity, &[Unavailable("probe failed"), Failed("boom")]);
-        let (cli, cli_calls) = Scripted::new(AzureCli, &[Token("cli"), Unavailable("az logged out")]);
+        let (mi, mi_calls) = Scripted::link(ManagedIdentity, &[Unavailable("probe failed"), Failed("boom")]);
+        let (cli, cli_calls) = Scripted::link(AzureCli, &[Token("cli"), Unavailable("az logged out")]);
         let chain = Chain::new(vec![mi, cli]);
         assert_eq!(chain.get_token(&["s"]).await.unwrap().token.secret(), "cli");
         // The chosen link now fails; the chain must not wander back to managed identity.
@@ -216,11 +216,11 @@ mod tests {
 
     #[tokio::test]
     async fn all_unavailable_lists_every_link_and_reason() {
-        let (env, _) = Scripted::new(Environment, &[Unavailable("AZURE_TENANT_ID not set")]);
-        let (wi, _) = Scripted::new(WorkloadIdentity, &[Unavailable("AZURE_FEDERATED_TOKEN_FILE not set")]);
-        let (mi, _) = Scripted::new(ManagedIdentity, &[Unavailable("IMDS did not answer")]);
-        let (cli, _) = Scripted::new(AzureCli, &[Unavailable("az not found on PATH")]);
-        let (azd, _) = Scripted::new(AzureDeveloperCli, &[Unavailable("azd not found on PATH")]);
+        let (env, _) = Scripted::link(Environment, &[Unavailable("AZURE_TENANT_ID not set")]);
+        let (wi, _) = Scripted::link(WorkloadIdentity, &[Unavailable("AZURE_FEDERATED_TOKEN_FILE not set")]);
+        let (mi, _) = Scripted::link(ManagedIdentity, &[Unavailable("IMDS did not answer")]);
+        let (cli, _) = Scripted::link(AzureCli, &[Unavailable("az not found on PATH")]);
+        let (azd, _) = Scripted::link(AzureDeveloperCli, &[Unavailable("azd not found on PATH")]);
         let chain = Chain::new(vec![env, wi, mi, cli, azd]);
         let text = chain.get_token(&["s"]).await.unwrap_err().to_string();
         let expected = [

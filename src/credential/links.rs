@@ -117,9 +117,8 @@ impl LazyLink {
                 }
             }
             CredentialKind::ManagedIdentity => {
-                if env.is_set("IDENTITY_ENDPOINT") && env.is_set("IDENTITY_HEADER") {
-                    Ok(())
-                } else if s.skip_probe {
+                let app_service = env.is_set("IDENTITY_ENDPOINT") && env.is_set("IDENTITY_HEADER");
+                if app_service || s.skip_probe {
                     Ok(())
                 } else {
                     s.probe.check().await
@@ -154,9 +153,10 @@ impl LazyLink {
                             format!("cannot read AZURE_CLIENT_CERTIFICATE_PATH '{path}' (expected a PKCS#12 file)"),
                         )
                     })?;
-                    let mut cert_options = ClientCertificateCredentialOptions::default();
-                    cert_options.client_options = options;
-                    cert_options.password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new);
+                    let cert_options = ClientCertificateCredentialOptions {
+                        client_options: options,
+                        password: env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new),
+                    };
                     ClientCertificateCredential::new(
                         var("AZURE_TENANT_ID"),
                         var("AZURE_CLIENT_ID"),
@@ -169,19 +169,16 @@ impl LazyLink {
                 WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
                     credential_options: ClientAssertionCredentialOptions {
                         client_options: s.authority_options(),
-                        ..Default::default()
                     },
                     client_id: Some(var("AZURE_CLIENT_ID")),
                     tenant_id: Some(var("AZURE_TENANT_ID")),
                     token_file_path: Some(var("AZURE_FEDERATED_TOKEN_FILE").into()),
-                    ..Default::default()
                 }))?
             }
             CredentialKind::ManagedIdentity => {
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                     user_assigned_id: s.user_assigned_id.clone(),
                     client_options: s.client_options.clone(),
-                    ..Default::default()
                 }))?
             }
             CredentialKind::AzureCli => AzureCliCredential::new(None)?,

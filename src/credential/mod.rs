@@ -128,7 +128,7 @@ impl fmt::Display for CredentialKind {
 ///
 /// # Examples
 /// ```no_run
-/// # async fn run() -> azure_passwordless::Result<()> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use azure_passwordless::DefaultAzureCredential;
 /// use azure_core::credentials::TokenCredential;
 ///
