@@ -176,6 +176,7 @@ impl LazyLink {
                 }))?
             }
             CredentialKind::ManagedIdentity => {
+                warn_if_process_env_differs(env);
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                     user_assigned_id: s.user_assigned_id.clone(),
                     client_options: s.client_options.clone(),
@@ -184,6 +185,21 @@ impl LazyLink {
             CredentialKind::AzureCli => AzureCliCredential::new(None)?,
             CredentialKind::AzureDeveloperCli => AzureDeveloperCliCredential::new(None)?,
         })
+    }
+}
+
+/// azure_identity's managed identity credential reads `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`
+/// from the process, not from our `Env`: say so loudly when the two disagree.
+fn warn_if_process_env_differs(env: &Env) {
+    let process = Env::process();
+    for name in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
+        if env.get(name) != process.get(name) {
+            tracing::warn!(
+                variable = name,
+                "the credential's Env and the process environment disagree on {name}; \
+                 azure_identity's ManagedIdentityCredential will use the process value"
+            );
+        }
     }
 }
 
