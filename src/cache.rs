@@ -515,16 +515,24 @@ impl Inner {
     /// Starts one fetch for `slot`; the caller holds the slot's `inflight` lock.
     fn start_fetch(self: &Arc<Self>, slot: &Arc<Slot>, inflight: &mut Option<SharedFetch>) -> SharedFetch {
         self.stats.fetches.incr();
-        let task = tokio::spawn(Arc::clone(self).fetch(Arc::clone(slot)));
-        let fetch = async move {
-            task.await.unwrap_or_else(|join_err| {
-                Err(Arc::new(azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
-                    format!("the token fetch task ended abnormally: {join_err}"),
-                )))
-            })
+        let work = Arc::clone(self).fetch(Arc::clone(slot));
+        // Spawned, so a fetch finishes (and is stored) even if every waiter gives up. Outside a
+        // Tokio runtime (another executor) the waiters drive it themselves instead.
+        let fetch = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let task = runtime.spawn(work);
+                async move {
+                    task.await.unwrap_or_else(|join_err| {
+                        Err(Arc::new(azure_core::Error::with_message(
+                            azure_core::error::ErrorKind::Credential,
+                            format!("the token fetch task ended abnormally: {join_err}"),
+                        )))
+                    })
+                }
+                .boxed()
+            }
+            Err(_) => work.boxed(),
         }
-        .boxed()
         .shared();
         *inflight = Some(fetch.clone());
         fetch
@@ -692,6 +700,28 @@ mod tests {
         let text = format!("{token:?}");
         assert!(!text.contains("eyJ-very-secret"), "{text}");
         assert!(text.contains("***"));
+    }
+
+    /// A credential that answers at once, needing no runtime.
+    #[derive(Debug)]
+    struct Immediate;
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Immediate {
+        async fn get_token(&self, _: &[&str], _: Option<TokenRequestOptions<'_>>) -> azure_core::Result<AccessToken> {
+            Ok(AccessToken::new("immediate", t0() + Duration::hours(1)))
+        }
+    }
+
+    #[test]
+    fn fetch_outside_a_tokio_runtime_does_not_panic() {
+        let clock = crate::ManualClock::new(t0());
+        let cache = TokenCache::builder(Arc::new(Immediate)).clock(Arc::new(clock)).build();
+        let token = futures_util::FutureExt::now_or_never(cache.get("s"))
+            .expect("no waiting")
+            .unwrap();
+        assert_eq!(token.secret(), "immediate");
+        assert_eq!(cache.stats().fetches, 1);
     }
 
     #[test]
