@@ -188,12 +188,14 @@ struct Inner {
     max_jitter: Duration,
     failure_backoff: Duration,
     expiry_margin: Duration,
+    on_invalidate: Option<InvalidateHook>,
     /// Copy-on-write list of scopes: read without a lock on every call, written once per scope.
     slots: ArcSwap<Vec<Arc<Slot>>>,
     slots_write: Mutex<()>,
     stats: Counters,
 }
 
+type InvalidateHook = Arc<dyn Fn(&str) + Send + Sync>;
 type FetchResult = Result<Arc<Entry>, Arc<azure_core::Error>>;
 type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
 
@@ -221,7 +223,21 @@ impl TokenCache {
             max_jitter: DEFAULT_MAX_JITTER,
             failure_backoff: DEFAULT_FAILURE_BACKOFF,
             expiry_margin: DEFAULT_EXPIRY_MARGIN,
+            on_invalidate: None,
         }
+    }
+
+    /// A cache over a [`DefaultAzureCredential`](crate::DefaultAzureCredential) whose
+    /// [`invalidate`](Self::invalidate) also clears the credential's private caches, so a token a
+    /// server rejected is really fetched anew.
+    pub fn for_default_credential(credential: Arc<crate::DefaultAzureCredential>) -> Self {
+        Self::builder_for_default_credential(credential).build()
+    }
+
+    /// [`TokenCache::builder`] with the invalidation wiring of [`TokenCache::for_default_credential`].
+    pub fn builder_for_default_credential(credential: Arc<crate::DefaultAzureCredential>) -> TokenCacheBuilder {
+        let forget = Arc::clone(&credential);
+        Self::builder(credential).on_invalidate(move |_| forget.forget_cached_tokens())
     }
 
     /// A valid token for `scope`, from the cache when possible.
@@ -258,6 +274,9 @@ impl TokenCache {
         let slot = self.inner.slot(scope);
         if !slot.current.swap(Entry::empty()).is_empty() {
             info!(scope = %slot.key, "cached token invalidated");
+        }
+        if let Some(hook) = &self.inner.on_invalidate {
+            hook(scope);
         }
     }
 
@@ -339,6 +358,7 @@ pub struct TokenCacheBuilder {
     max_jitter: Duration,
     failure_backoff: Duration,
     expiry_margin: Duration,
+    on_invalidate: Option<InvalidateHook>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -386,6 +406,13 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Called with the scope on every [`TokenCache::invalidate`]: lets a credential with a
+    /// private cache of its own drop it. Defaults to nothing.
+    pub fn on_invalidate(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_invalidate = Some(Arc::new(hook));
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> TokenCache {
         TokenCache {
@@ -396,6 +423,7 @@ impl TokenCacheBuilder {
                 max_jitter: self.max_jitter,
                 failure_backoff: self.failure_backoff,
                 expiry_margin: self.expiry_margin,
+                on_invalidate: self.on_invalidate,
                 slots: ArcSwap::from_pointee(Vec::new()),
                 slots_write: Mutex::new(()),
                 stats: Counters::default(),

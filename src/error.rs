@@ -16,6 +16,10 @@ pub enum ErrorKind {
     Auth,
     /// A network or I/O failure talking to a server.
     Io,
+    /// A wait, connect or recycle timed out.
+    Timeout,
+    /// The database answered with an error.
+    Database,
     /// A local emulated server could not be started or controlled.
     Emulator,
 }
@@ -123,7 +127,7 @@ impl StdError for Error {
 impl From<Error> for azure_core::Error {
     fn from(err: Error) -> Self {
         let kind = match err.kind() {
-            ErrorKind::Io => azure_core::error::ErrorKind::Io,
+            ErrorKind::Io | ErrorKind::Timeout => azure_core::error::ErrorKind::Io,
             ErrorKind::Config => azure_core::error::ErrorKind::Other,
             _ => azure_core::error::ErrorKind::Credential,
         };

@@ -13,6 +13,8 @@ mod error;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use cache::{
     CacheStats, DEFAULT_EXPIRY_MARGIN, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_JITTER, Jitter, Token, TokenCache,
@@ -30,3 +32,7 @@ pub use error::{Error, ErrorKind, Result};
 
 pub use azure_core;
 pub use azure_identity;
+#[cfg(feature = "postgres")]
+pub use deadpool_postgres;
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;

@@ -19,6 +19,8 @@ pub(crate) enum LinkError {
 #[async_trait::async_trait]
 pub(crate) trait Link: Send + Sync + fmt::Debug {
     fn kind(&self) -> CredentialKind;
+    /// Drops anything the link cached, so its next token is fetched anew.
+    fn forget(&self) {}
     async fn get_token(&self, scopes: &[&str]) -> Result<AccessToken, LinkError>;
 }
 
@@ -38,6 +40,12 @@ impl Chain {
 
     pub(crate) fn kinds(&self) -> Vec<CredentialKind> {
         self.links.iter().map(|l| l.kind()).collect()
+    }
+
+    pub(crate) fn forget(&self) {
+        for link in &self.links {
+            link.forget();
+        }
     }
 
     pub(crate) fn chosen(&self) -> Option<CredentialKind> {

@@ -18,7 +18,6 @@ use azure_identity::{
     WorkloadIdentityCredentialOptions,
 };
 use std::{fmt, sync::Arc, time::Duration};
-use tokio::sync::OnceCell;
 
 pub(crate) struct Settings {
     pub(crate) env: Env,
@@ -62,7 +61,7 @@ pub(crate) fn make(kind: CredentialKind, settings: Arc<Settings>) -> Box<dyn Lin
     Box::new(LazyLink {
         kind,
         settings,
-        credential: OnceCell::new(),
+        credential: parking_lot::Mutex::new(None),
     })
 }
 
@@ -71,7 +70,9 @@ pub(crate) fn make(kind: CredentialKind, settings: Arc<Settings>) -> Box<dyn Lin
 struct LazyLink {
     kind: CredentialKind,
     settings: Arc<Settings>,
-    credential: OnceCell<Arc<dyn TokenCredential>>,
+    /// Built on first use; dropped by `forget` so the next use builds a fresh one (azure_identity
+    /// credentials keep private token caches that cannot be cleared any other way).
+    credential: parking_lot::Mutex<Option<Arc<dyn TokenCredential>>>,
 }
 
 impl fmt::Debug for LazyLink {
@@ -209,22 +210,27 @@ impl Link for LazyLink {
         self.kind
     }
 
+    fn forget(&self) {
+        *self.credential.lock() = None;
+    }
+
     async fn get_token(&self, scopes: &[&str]) -> Result<AccessToken, LinkError> {
         let developer_tool = self.kind.is_developer_tool();
-        if self.credential.get().is_none() {
-            self.check_configured().await.map_err(LinkError::Unavailable)?;
-        }
-        let credential = self
-            .credential
-            .get_or_try_init(|| async { self.build() })
-            .await
-            .map_err(|e| {
-                if developer_tool {
-                    LinkError::Unavailable(crate::error::report(&e))
-                } else {
-                    LinkError::Failed(e)
-                }
-            })?;
+        let existing = self.credential.lock().clone();
+        let credential = match existing {
+            Some(credential) => credential,
+            None => {
+                self.check_configured().await.map_err(LinkError::Unavailable)?;
+                let built = self.build().map_err(|e| {
+                    if developer_tool {
+                        LinkError::Unavailable(crate::error::report(&e))
+                    } else {
+                        LinkError::Failed(e)
+                    }
+                })?;
+                self.credential.lock().get_or_insert(built).clone()
+            }
+        };
         if developer_tool {
             // A developer tool that hangs (waiting for a login prompt, say) must not hold the
             // chain forever.

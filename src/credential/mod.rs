@@ -166,6 +166,17 @@ impl DefaultAzureCredential {
         self.chain.kinds()
     }
 
+    /// Drops the tokens the underlying azure_identity credentials cache privately, so the next
+    /// request really asks the identity endpoint. The chosen link stays chosen.
+    ///
+    /// azure_identity's managed identity credential keeps each token until 5 minutes before it
+    /// expires; after a server rejected a token, asking again would only return the same one.
+    /// [`TokenCache::for_default_credential`](crate::TokenCache::for_default_credential) calls
+    /// this on every [`invalidate`](crate::TokenCache::invalidate).
+    pub fn forget_cached_tokens(&self) {
+        self.chain.forget();
+    }
+
     /// The link that gave the first token, if any has yet.
     pub fn chosen(&self) -> Option<CredentialKind> {
         self.chain.chosen()

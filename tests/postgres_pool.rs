@@ -1,0 +1,497 @@
+//! AzurePgPool against a real PostgreSQL (Debian binaries, TLS, `password` auth) whose role
+//! password is the token the local identity endpoint issues, reached through the real
+//! azure_identity ManagedIdentityCredential.
+//!
+//! azure_identity reads IDENTITY_ENDPOINT/IDENTITY_HEADER from the process environment, so this
+//! binary has its own `main` (harness = false) and sets them before any thread starts.
+
+use azure_core::time::{Duration, OffsetDateTime};
+use azure_passwordless::emulator::{IdentityEndpoint, PostgresServer};
+use azure_passwordless::postgres::{AzurePgPool, PgSettings};
+use azure_passwordless::{Env, ManualClock, TokenCache};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
+const HEADER_SECRET: &str = "pg-test-identity-header-51c2";
+const IDENTITY: &str = "restaurant-review-identity";
+
+struct Ctx {
+    endpoint: IdentityEndpoint,
+    server: PostgresServer,
+    logs: LogBuffer,
+}
+
+impl Ctx {
+    /// The app settings of the seed (DBHOST, DBNAME, ...) plus the identity endpoint's variables.
+    fn env(&self, extra: &[(&str, &str)]) -> Env {
+        let url = self.endpoint.url();
+        let port = self.server.port().to_string();
+        let ca = self.server.ca_file().display().to_string();
+        let mut pairs = vec![
+            ("IDENTITY_ENDPOINT", url.as_str()),
+            ("IDENTITY_HEADER", HEADER_SECRET),
+            ("DBHOST", "127.0.0.1"),
+            ("DBPORT", port.as_str()),
+            ("DBNAME", "restaurants"),
+            ("PGSSLROOTCERT", ca.as_str()),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(name, _)| name != k);
+            pairs.push((k, v));
+        }
+        Env::from_slice(&pairs)
+    }
+
+    fn settings(&self) -> PgSettings {
+        PgSettings::new("127.0.0.1", "restaurants")
+            .port(self.server.port())
+            .root_cert_pem(self.server.ca_pem().as_bytes().to_vec())
+    }
+}
+
+async fn backend_pid(pool: &AzurePgPool) -> i32 {
+    pool.get()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn queries_over_tls_with_managed_identity(ctx: &Ctx) {
+    let pool = AzurePgPool::from_env_with(&ctx.env(&[])).unwrap();
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_user::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (user, ssl): (String, bool) = (row.get(0), row.get(1));
+    assert_eq!(user, IDENTITY, "user derived from the token's xms_mirid");
+    assert!(ssl, "connection must be TLS");
+    assert_eq!(pool.user(), Some(IDENTITY));
+    drop(client);
+    assert!(
+        ctx.logs
+            .text()
+            .contains("no PostgreSQL user configured; using the identity named in the token")
+    );
+
+    let pool = AzurePgPool::builder(ctx.settings())
+        .default_credential(
+            azure_passwordless::DefaultAzureCredential::builder()
+                .env(ctx.env(&[]))
+                .build()
+                .unwrap(),
+        )
+        .max_size(8)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let client = pool.get().await?;
+                let n: i32 = client
+                    .query_one("SELECT $1::int + 1", &[&i])
+                    .await
+                    .map_err(|e| e.to_string())
+                    .unwrap()
+                    .get(0);
+                assert_eq!(n, i + 1);
+                Ok::<_, azure_passwordless::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let status = pool.status();
+    assert!(status.pool.size <= 8, "{status:?}");
+    assert_eq!(status.tokens.fetches, 1, "one token for 200 checkouts: {status:?}");
+}
+
+async fn token_rotation_keeps_old_connections_and_new_ones_retry(ctx: &Ctx) {
+    let pool = AzurePgPool::from_env_with(&ctx.env(&[])).unwrap();
+    let old = pool.get().await.unwrap();
+    let requests = ctx.endpoint.request_count();
+
+    // The token rotates: the identity endpoint issues a new one and the server accepts only it.
+    ctx.endpoint.rotate();
+    let new_token = ctx.endpoint.current_token(SCOPE, None);
+    ctx.server.set_password(IDENTITY, &new_token).await.unwrap();
+
+    let fresh = pool.get().await.unwrap(); // the held `old` forces a new connection
+    fresh.query_one("SELECT 1", &[]).await.unwrap();
+    old.query_one("SELECT 1", &[])
+        .await
+        .expect("open connections live on after rotation");
+    assert!(ctx.endpoint.request_count() > requests, "a new token was fetched");
+    assert_eq!(pool.status().tokens.fetches, 2);
+    assert!(
+        ctx.logs
+            .text()
+            .contains("PostgreSQL rejected the token; fetching a new one and retrying once")
+    );
+}
+
+async fn endpoint_down_while_token_valid(ctx: &Ctx) {
+    let pool = AzurePgPool::from_env_with(&ctx.env(&[])).unwrap();
+    let held = pool.get().await.unwrap();
+    ctx.endpoint.fail_with(500, "identity endpoint down");
+    // A second connection has to be opened, with the cached token.
+    let second = pool.get().await;
+    ctx.endpoint.recover();
+    second.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+    drop(held);
+    assert_eq!(pool.status().pool.size, 2);
+}
+
+async fn endpoint_down_after_expiry_gives_typed_error_then_recovers(ctx: &Ctx) {
+    // Its own endpoint and identity, on a manual clock shared with the cache.
+    let clock = ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+    let endpoint = IdentityEndpoint::builder()
+        .clock(Arc::new(clock.clone()))
+        .lifetime(Duration::hours(1))
+        .identity_name("expiring-identity")
+        .start()
+        .await
+        .unwrap();
+    ctx.server
+        .create_login_role("expiring-identity", &endpoint.current_token(SCOPE, None))
+        .await
+        .unwrap();
+    let cache = TokenCache::builder(endpoint.credential(None))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let pool = AzurePgPool::builder(ctx.settings()).token_cache(cache).build().unwrap();
+    pool.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+
+    endpoint.fail_with(503, "identity endpoint under maintenance");
+    clock.advance(Duration::hours(2));
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_credential(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("no Entra token for PostgreSQL from EndpointCredential"),
+        "{err}"
+    );
+    assert!(
+        err.report().contains("identity endpoint under maintenance"),
+        "{}",
+        err.report()
+    );
+    assert!(!err.report().contains("password authentication failed"));
+
+    endpoint.recover();
+    ctx.server
+        .set_password("expiring-identity", &endpoint.current_token(SCOPE, None))
+        .await
+        .unwrap();
+    pool.inner().retain(|_, _| false);
+    pool.get()
+        .await
+        .expect("pool recovers without a restart")
+        .query_one("SELECT 1", &[])
+        .await
+        .unwrap();
+}
+
+async fn postgres_restart_under_load(ctx: &Ctx) {
+    let pool = AzurePgPool::builder(ctx.settings())
+        .default_credential(
+            azure_passwordless::DefaultAzureCredential::builder()
+                .env(ctx.env(&[]))
+                .build()
+                .unwrap(),
+        )
+        .max_size(4)
+        .wait_timeout(Some(std::time::Duration::from_secs(2)))
+        .create_timeout(Some(std::time::Duration::from_secs(2)))
+        .recycle_timeout(Some(std::time::Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slowest = Arc::new(Mutex::new(std::time::Duration::ZERO));
+    let successes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, stop, slowest, successes) = (pool.clone(), stop.clone(), slowest.clone(), successes.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let started = tokio::time::Instant::now();
+                    let result = match pool.get().await {
+                        Ok(client) => client
+                            .query_one("SELECT 1", &[])
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let took = started.elapsed();
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        *s = (*s).max(took);
+                    }
+                    if result.is_ok() {
+                        ok += 1;
+                        successes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    } else {
+                        failed += 1;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    // Restart only once the load is running.
+    while successes.load(std::sync::atomic::Ordering::SeqCst) < 100 {
+        tokio::task::yield_now().await;
+    }
+    ctx.server.restart().await.unwrap();
+    // After the restart every checkout must succeed again.
+    let mut recovered = false;
+    for _ in 0..50 {
+        if let Ok(client) = pool.get().await {
+            if client.query_one("SELECT 1", &[]).await.is_ok() {
+                recovered = true;
+                break;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total_ok = 0;
+    for worker in workers {
+        total_ok += worker.await.unwrap().0;
+    }
+    assert!(recovered, "pool did not recover after the restart");
+    assert!(total_ok > 0);
+    for _ in 0..20 {
+        pool.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+    }
+    let slowest = *slowest.lock().unwrap();
+    // wait (2 s) + create (2 s) + one query; nothing may hang past the timeouts.
+    assert!(
+        slowest < std::time::Duration::from_secs(6),
+        "a checkout took {slowest:?}"
+    );
+}
+
+async fn bad_settings_name_the_variable(ctx: &Ctx) {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("DBNAME", "")], "set DBNAME"),
+        (
+            &[("DBPORT", "abc")],
+            "DBPORT must be a port number between 1 and 65535, got 'abc'",
+        ),
+        (
+            &[("PGSSLMODE", "prefer-maybe")],
+            "PGSSLMODE has unknown sslmode 'prefer-maybe'",
+        ),
+        (
+            &[("DBHOST", "myserver"), ("PGSSLMODE", "disable")],
+            "plaintext to the Azure host myserver.postgres.database.azure.com",
+        ),
+        (
+            &[("PGSSLROOTCERT", "/nonexistent/ca.pem")],
+            "cannot read PGSSLROOTCERT (/nonexistent/ca.pem)",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = AzurePgPool::from_env_with(&ctx.env(extra)).unwrap_err();
+        assert!(err.is_config(), "{err:?}");
+        assert!(err.to_string().contains(expected), "{expected:?} not in {err}");
+    }
+}
+
+async fn plain_tcp_is_refused_by_the_server(ctx: &Ctx) {
+    let pool = AzurePgPool::from_env_with(&ctx.env(&[("PGSSLMODE", "disable")])).unwrap();
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_auth(), "{err:?}");
+    assert!(err.to_string().contains("SQLSTATE 28000"), "{err}");
+}
+
+async fn max_lifetime_on_the_injected_clock(ctx: &Ctx) {
+    let clock = ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+    let credential = azure_passwordless::DefaultAzureCredential::builder()
+        .env(ctx.env(&[]))
+        .build()
+        .unwrap();
+    let pool = AzurePgPool::builder(ctx.settings())
+        .default_credential(credential.clone())
+        .clock(Arc::new(clock.clone()))
+        .max_lifetime(Some(Duration::hours(1)))
+        .build()
+        .unwrap();
+    let first = backend_pid(&pool).await;
+    clock.advance(Duration::minutes(59));
+    assert_eq!(backend_pid(&pool).await, first, "younger than the lifetime: reused");
+    clock.advance(Duration::minutes(2));
+    let second = backend_pid(&pool).await;
+    assert_ne!(second, first, "past the lifetime: replaced");
+
+    let forever = AzurePgPool::builder(ctx.settings())
+        .default_credential(credential)
+        .clock(Arc::new(clock.clone()))
+        .max_lifetime(None)
+        .build()
+        .unwrap();
+    let pid = backend_pid(&forever).await;
+    clock.advance(Duration::days(30));
+    assert_eq!(backend_pid(&forever).await, pid);
+}
+
+async fn static_password_mode(ctx: &Ctx) {
+    ctx.server
+        .create_login_role("local-dev", "local-dev-password")
+        .await
+        .unwrap();
+    let pool =
+        AzurePgPool::from_env_with(&ctx.env(&[("DBUSER", "local-dev"), ("DBPASS", "local-dev-password")])).unwrap();
+    let user: String = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, "local-dev");
+    assert_eq!(pool.status().tokens.fetches, 0);
+    let logs = ctx.logs.text();
+    assert!(logs.contains("static password (local development mode)"), "{logs}");
+    assert!(!logs.contains("local-dev-password"));
+    assert!(!format!("{pool:?}").contains("local-dev-password"));
+}
+
+async fn no_token_in_logs_or_debug(ctx: &Ctx) {
+    let pool = AzurePgPool::from_env_with(&ctx.env(&[])).unwrap();
+    let client = pool.get().await.unwrap();
+    let debug = format!("{pool:?} {:?} {client:?} {:?}", pool.status(), ctx.env(&[]));
+    let logs = ctx.logs.text();
+    let mut secrets = ctx.endpoint.issued_tokens();
+    secrets.push(HEADER_SECRET.to_owned());
+    assert!(secrets.len() > 1);
+    for secret in &secrets {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret.as_str())) {
+            panic!(
+                "a secret leaked into the logs, in a line starting {:?}",
+                line.chars().take(160).collect::<String>()
+            );
+        }
+        assert!(!debug.contains(secret.as_str()), "a secret leaked into Debug");
+    }
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+type TestFn = for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        [$((stringify!($name), (|ctx| Box::pin($name(ctx))) as TestFn)),*]
+    };
+}
+
+fn main() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint_url = format!("http://{}/msi/token", listener.local_addr().unwrap());
+    // SAFETY: no other thread exists yet; azure_identity reads these from the process.
+    unsafe {
+        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
+        std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
+        for name in [
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_TOKEN_CREDENTIALS",
+        ] {
+            std::env::remove_var(name);
+        }
+    }
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let failed = runtime.block_on(async {
+        let endpoint = IdentityEndpoint::builder()
+            .listener(listener)
+            .header_secret(HEADER_SECRET)
+            .identity_name(IDENTITY)
+            .start()
+            .await
+            .unwrap();
+        let server = PostgresServer::start("restaurants").await.unwrap();
+        server
+            .create_login_role(IDENTITY, &endpoint.current_token(SCOPE, None))
+            .await
+            .unwrap();
+        let ctx = Ctx { endpoint, server, logs };
+        let all = tests![
+            queries_over_tls_with_managed_identity,
+            token_rotation_keeps_old_connections_and_new_ones_retry,
+            endpoint_down_while_token_valid,
+            endpoint_down_after_expiry_gives_typed_error_then_recovers,
+            postgres_restart_under_load,
+            bad_settings_name_the_variable,
+            plain_tcp_is_refused_by_the_server,
+            max_lifetime_on_the_injected_clock,
+            static_password_mode,
+            no_token_in_logs_or_debug,
+        ];
+        let mut failed = Vec::new();
+        for (name, test) in all {
+            if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+                continue;
+            }
+            let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&ctx))).await;
+            match outcome {
+                Ok(()) => println!("test {name} ... ok"),
+                Err(_) => {
+                    println!("test {name} ... FAILED");
+                    failed.push(name);
+                }
+            }
+        }
+        failed
+    });
+    if failed.is_empty() {
+        println!("\ntest result: ok");
+    } else {
+        println!("\ntest result: FAILED: {failed:?}");
+        std::process::exit(1);
+    }
+}
