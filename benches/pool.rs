@@ -1,1 +1,186 @@
-fn main() {}
+//! AzurePgPool (token passwords via DefaultAzureCredential → local identity endpoint) vs plain
+//! deadpool-postgres with a static password, against the same TLS PostgreSQL.
+//!
+//! `cargo bench --all-features --bench pool` — criterion's numbers, then a side-by-side summary
+//! with ratios (ours / plain; goal ≤ 1.05).
+#![allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
+
+use azure_passwordless::emulator::{IdentityEndpoint, PostgresServer};
+use azure_passwordless::postgres::{AzurePgPool, PgSettings};
+use azure_passwordless::{DefaultAzureCredential, Env};
+use criterion::Criterion;
+use deadpool_postgres::{Pool, Runtime};
+use std::time::{Duration, Instant};
+
+const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
+const HEADER: &str = "pool-bench-identity-header";
+const IDENTITY: &str = "bench-identity";
+
+fn main() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/msi/token", listener.local_addr().unwrap());
+    // SAFETY: single-threaded here; azure_identity reads these from the process environment.
+    unsafe {
+        std::env::set_var("IDENTITY_ENDPOINT", &url);
+        std::env::set_var("IDENTITY_HEADER", HEADER);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (endpoint, server) = rt.block_on(async {
+        let endpoint = IdentityEndpoint::builder()
+            .listener(listener)
+            .header_secret(HEADER)
+            .identity_name(IDENTITY)
+            .start()
+            .await
+            .unwrap();
+        let server = PostgresServer::start("bench").await.unwrap();
+        server
+            .create_login_role(IDENTITY, &endpoint.current_token(SCOPE, None))
+            .await
+            .unwrap();
+        server
+            .create_login_role("plain", "plain-static-password")
+            .await
+            .unwrap();
+        (endpoint, server)
+    });
+
+    let settings = PgSettings::new("127.0.0.1", "bench")
+        .port(server.port())
+        .root_cert_pem(server.ca_pem().as_bytes().to_vec());
+    let env = Env::from_slice(&[("IDENTITY_ENDPOINT", &url), ("IDENTITY_HEADER", HEADER)]);
+    let ours = AzurePgPool::builder(settings)
+        .default_credential(DefaultAzureCredential::builder().env(env).build().unwrap())
+        .max_size(4)
+        .build()
+        .unwrap();
+    let plain = plain_pool(&server);
+    // Our pool with the plain role's static password: separates the pool's own cost from the
+    // token's.
+    let ours_static = AzurePgPool::builder(
+        PgSettings::new("127.0.0.1", "bench")
+            .port(server.port())
+            .root_cert_pem(server.ca_pem().as_bytes().to_vec())
+            .user("plain")
+            .password("plain-static-password"),
+    )
+    .max_size(4)
+    .build()
+    .unwrap();
+    rt.block_on(async {
+        ours.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+        plain.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+    });
+
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(4));
+    {
+        let mut g = c.benchmark_group("checkout_select_1");
+        g.bench_function("plain deadpool-postgres (static password)", |b| {
+            b.to_async(&rt)
+                .iter(|| async { plain.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap() })
+        });
+        g.bench_function("AzurePgPool (Entra token)", |b| {
+            b.to_async(&rt)
+                .iter(|| async { ours.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap() })
+        });
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("new_connection");
+        g.sample_size(20);
+        g.bench_function("plain deadpool-postgres (static password)", |b| {
+            b.to_async(&rt).iter(|| async {
+                plain.retain(|_, _| false);
+                plain.get().await.unwrap()
+            })
+        });
+        g.bench_function("AzurePgPool (Entra token)", |b| {
+            b.to_async(&rt).iter(|| async {
+                ours.inner().retain(|_, _| false);
+                ours.get().await.unwrap()
+            })
+        });
+        g.bench_function("AzurePgPool (static password)", |b| {
+            b.to_async(&rt).iter(|| async {
+                ours_static.inner().retain(|_, _| false);
+                ours_static.get().await.unwrap()
+            })
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    // Side by side in alternating rounds, so drift on a shared machine hits both alike.
+    let (mut plain_checkout, mut ours_checkout, mut plain_new, mut ours_new) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (checkouts, news) = (2_000u32, 40u32);
+    rt.block_on(async {
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..checkouts {
+                plain.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+            }
+            plain_checkout += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..checkouts {
+                ours.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+            }
+            ours_checkout += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..news {
+                plain.retain(|_, _| false);
+                drop(plain.get().await.unwrap());
+            }
+            plain_new += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..news {
+                ours.inner().retain(|_, _| false);
+                drop(ours.get().await.unwrap());
+            }
+            ours_new += t.elapsed();
+        }
+    });
+    let per = |d: Duration, n: u32| d.as_secs_f64() * 1e6 / f64::from(n * 5);
+    println!("\nsummary (µs per operation, 5 alternating rounds)");
+    println!(
+        "{:<22} {:>12} {:>12} {:>8}",
+        "operation", "plain", "AzurePgPool", "ratio"
+    );
+    for (name, p, o, n) in [
+        ("checkout + SELECT 1", plain_checkout, ours_checkout, checkouts),
+        ("new connection", plain_new, ours_new, news),
+    ] {
+        let (p, o) = (per(p, n), per(o, n));
+        println!("{name:<22} {p:>12.1} {o:>12.1} {:>8.3}", o / p);
+    }
+    println!(
+        "token cache: {:?}; identity endpoint requests: {}",
+        ours.status().tokens,
+        endpoint.request_count()
+    );
+    drop(server);
+}
+
+fn plain_pool(server: &PostgresServer) -> Pool {
+    let mut config = deadpool_postgres::Config::new();
+    config.host = Some("127.0.0.1".into());
+    config.port = Some(server.port());
+    config.user = Some("plain".into());
+    config.password = Some("plain-static-password".into());
+    config.dbname = Some("bench".into());
+    config.ssl_mode = Some(deadpool_postgres::SslMode::Require);
+    config.pool = Some(deadpool_postgres::PoolConfig::new(4));
+    let tls = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(server.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    config
+        .create_pool(Some(Runtime::Tokio1), postgres_native_tls::MakeTlsConnector::new(tls))
+        .unwrap()
+}

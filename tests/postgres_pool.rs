@@ -258,11 +258,11 @@ async fn postgres_restart_under_load(ctx: &Ctx) {
     // After the restart every checkout must succeed again.
     let mut recovered = false;
     for _ in 0..50 {
-        if let Ok(client) = pool.get().await {
-            if client.query_one("SELECT 1", &[]).await.is_ok() {
-                recovered = true;
-                break;
-            }
+        if let Ok(client) = pool.get().await
+            && client.query_one("SELECT 1", &[]).await.is_ok()
+        {
+            recovered = true;
+            break;
         }
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
