@@ -370,6 +370,23 @@ async fn static_password_mode(ctx: &Ctx) {
     assert!(!format!("{pool:?}").contains("local-dev-password"));
 }
 
+async fn cluster_is_removed_on_drop_even_after_a_panic(_ctx: &Ctx) {
+    let server = PostgresServer::start("scratch").await.unwrap();
+    let (dir, port) = (server.dir().to_path_buf(), server.port());
+    assert!(dir.exists());
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async move {
+        let _server = server;
+        panic!("a failing test");
+    }))
+    .await;
+    assert!(outcome.is_err());
+    assert!(!dir.exists(), "cluster directory left behind");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "server still listening"
+    );
+}
+
 async fn no_token_in_logs_or_debug(ctx: &Ctx) {
     let pool = AzurePgPool::from_env_with(&ctx.env(&[])).unwrap();
     let client = pool.get().await.unwrap();
@@ -470,6 +487,7 @@ fn main() {
             plain_tcp_is_refused_by_the_server,
             max_lifetime_on_the_injected_clock,
             static_password_mode,
+            cluster_is_removed_on_drop_even_after_a_panic,
             no_token_in_logs_or_debug,
         ];
         let mut failed = Vec::new();

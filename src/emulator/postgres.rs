@@ -371,6 +371,11 @@ impl PostgresServer {
         self.pg_ctl(&["restart"]).await
     }
 
+    /// The cluster's directory (data, socket, certificates, log); removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
