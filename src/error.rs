@@ -20,6 +20,12 @@ pub enum ErrorKind {
     Timeout,
     /// The database answered with an error.
     Database,
+    /// An input (an upload, a blob name, a form field) was refused: wrong type, bad name.
+    InvalidInput,
+    /// An upload was larger than the configured limit.
+    TooLarge,
+    /// The thing asked for (a container, a blob) does not exist.
+    NotFound,
     /// A local emulated server could not be started or controlled.
     Emulator,
 }
@@ -74,6 +80,16 @@ impl Error {
     /// `true` when a server rejected the credentials.
     pub fn is_auth(&self) -> bool {
         self.0.kind == ErrorKind::Auth
+    }
+
+    /// `true` for an upload over the size limit.
+    pub fn is_too_large(&self) -> bool {
+        self.0.kind == ErrorKind::TooLarge
+    }
+
+    /// `true` for a refused input (wrong content type, bad name).
+    pub fn is_invalid_input(&self) -> bool {
+        self.0.kind == ErrorKind::InvalidInput
     }
 
     /// This error and every cause below it, joined by `": "`.

@@ -11,6 +11,8 @@ mod credential;
 mod env;
 mod error;
 
+#[cfg(feature = "blob")]
+pub mod blob;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 #[cfg(feature = "postgres")]
@@ -32,6 +34,8 @@ pub use error::{Error, ErrorKind, Result};
 
 pub use azure_core;
 pub use azure_identity;
+#[cfg(feature = "blob")]
+pub use azure_storage_blob;
 #[cfg(feature = "postgres")]
 pub use deadpool_postgres;
 #[cfg(feature = "postgres")]

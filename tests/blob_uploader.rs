@@ -1,0 +1,501 @@
+//! BlobUploader against real Azurite (npm, pinned) over HTTPS with `--oauth basic`, with
+//! bearer tokens from the local identity endpoint through the real azure_identity
+//! ManagedIdentityCredential.
+//!
+//! azure_identity reads IDENTITY_ENDPOINT/IDENTITY_HEADER from the process environment, so this
+//! binary has its own `main` (harness = false) and sets them before any thread starts.
+
+use azure_core::Bytes;
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_passwordless::blob::{BlobUploader, ContentType};
+use azure_passwordless::emulator::{Azurite, IdentityEndpoint, TestCertificates};
+use azure_passwordless::{DefaultAzureCredential, Env, TokenCache};
+use futures_util::TryStreamExt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const HEADER_SECRET: &str = "blob-test-identity-header-9d0e";
+
+struct Ctx {
+    endpoint: IdentityEndpoint,
+    azurite: Azurite,
+    logs: LogBuffer,
+}
+
+impl Ctx {
+    fn env(&self, extra: &[(&str, &str)]) -> Env {
+        let url = self.endpoint.url();
+        let account = self.azurite.account_url();
+        let mut pairs = vec![
+            ("IDENTITY_ENDPOINT", url.as_str()),
+            ("IDENTITY_HEADER", HEADER_SECRET),
+            ("STORAGE_ACCOUNT_NAME", account.as_str()),
+            ("STORAGE_CONTAINER_NAME", "photos"),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(name, _)| name != k);
+            pairs.push((k, v));
+        }
+        Env::from_slice(&pairs)
+    }
+
+    fn cache(&self) -> TokenCache {
+        TokenCache::for_default_credential(DefaultAzureCredential::builder().env(self.env(&[])).build().unwrap())
+    }
+
+    fn uploader(&self) -> azure_passwordless::blob::BlobUploaderBuilder {
+        BlobUploader::builder_from_env(&self.env(&[]))
+            .unwrap()
+            .token_cache(self.cache())
+            .root_certificate_pem(self.azurite.ca_pem().as_bytes().to_vec())
+            .create_container_if_missing(true)
+    }
+}
+
+/// `len` bytes that start with the signature of `kind`.
+fn image(kind: ContentType, len: usize) -> Vec<u8> {
+    let head: &[u8] = match kind {
+        ContentType::Png => b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+        ContentType::Jpeg => &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1],
+        ContentType::Gif => b"GIF89a\x01\0\x01\0\0\0",
+        _ => b"RIFF\x24\0\0\0WEBPVP8 ",
+    };
+    let mut data = head.to_vec();
+    data.extend((0..len.saturating_sub(head.len())).map(|i| (i * 31 % 251) as u8));
+    data
+}
+
+fn chunks(data: Vec<u8>, size: usize) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let parts: Vec<Result<Bytes, std::io::Error>> = data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures_util::stream::iter(parts)
+}
+
+async fn download(uploader: &BlobUploader, name: &str) -> (Vec<u8>, Option<String>) {
+    let result = uploader
+        .container_client()
+        .blob_client(name)
+        .download(None)
+        .await
+        .unwrap();
+    let content_type = result.properties.content_type.clone();
+    (result.body.collect().await.unwrap().to_vec(), content_type)
+}
+
+async fn blob_count(uploader: &BlobUploader) -> usize {
+    let items: Vec<_> = uploader
+        .container_client()
+        .list_blobs(None)
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    items.len()
+}
+
+async fn bytes_round_trip(ctx: &Ctx) {
+    let uploader = ctx.uploader().build().unwrap();
+    for kind in ContentType::ALL {
+        let data = image(kind, 200 * 1024);
+        let blob = uploader.upload_bytes(data.clone(), None).await.unwrap();
+        assert!(blob.name.ends_with(&format!(".{}", kind.extension())), "{}", blob.name);
+        assert_eq!(blob.content_type, kind);
+        assert_eq!(blob.size, data.len() as u64);
+        let (back, content_type) = download(&uploader, &blob.name).await;
+        assert_eq!(back, data);
+        assert_eq!(content_type.as_deref(), Some(kind.mime()));
+    }
+    // A caller-chosen name is kept.
+    let blob = uploader
+        .upload_bytes(image(ContentType::Png, 1000), Some("reviews/7/cover.png"))
+        .await
+        .unwrap();
+    assert_eq!(blob.name, "reviews/7/cover.png");
+    assert!(
+        blob.url.as_str().ends_with("/photos/reviews/7/cover.png"),
+        "{}",
+        blob.url
+    );
+}
+
+async fn stream_round_trip_in_blocks(ctx: &Ctx) {
+    let uploader = ctx
+        .uploader()
+        .max_size(16 * 1024 * 1024)
+        .partition_size(1024 * 1024)
+        .parallel(3)
+        .build()
+        .unwrap();
+    let data = image(ContentType::Jpeg, 5 * 1024 * 1024 + 123);
+    let blob = uploader
+        .upload_stream(chunks(data.clone(), 64 * 1024), None)
+        .await
+        .unwrap();
+    assert!(blob.name.ends_with(".jpg"));
+    assert_eq!(blob.size, data.len() as u64);
+    let (back, content_type) = download(&uploader, &blob.name).await;
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "content differs");
+    assert_eq!(content_type.as_deref(), Some("image/jpeg"));
+
+    // A small stream takes the one-request path.
+    let small = image(ContentType::Gif, 10_000);
+    let blob = uploader.upload_stream(chunks(small.clone(), 999), None).await.unwrap();
+    assert_eq!(download(&uploader, &blob.name).await.0, small);
+}
+
+async fn large_upload_goes_through_the_partitioned_path(ctx: &Ctx) {
+    let uploader = ctx
+        .uploader()
+        .max_size(64 * 1024 * 1024)
+        .partition_size(8 * 1024 * 1024)
+        .build()
+        .unwrap();
+    let data = image(ContentType::Png, 64 * 1024 * 1024);
+    let blob = uploader.upload_bytes(data, None).await.unwrap();
+    let blocks = uploader
+        .container_client()
+        .blob_client(&blob.name)
+        .block_blob_client()
+        .get_block_list(azure_storage_blob::models::BlockListType::Committed, None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap();
+    let committed = blocks.committed_blocks.map(|b| b.len()).unwrap_or(0);
+    assert_eq!(committed, 8, "64 MiB in 8 MiB partitions");
+    assert_eq!(blob.size, 64 * 1024 * 1024);
+}
+
+async fn over_cap_is_rejected_mid_stream_and_leaves_no_blob(ctx: &Ctx) {
+    let uploader = ctx
+        .uploader()
+        .max_size(2 * 1024 * 1024)
+        .partition_size(256 * 1024)
+        .build()
+        .unwrap();
+    let before = blob_count(&uploader).await;
+    let data = image(ContentType::Png, 6 * 1024 * 1024);
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let stream = futures_util::StreamExt::inspect(chunks(data.clone(), 64 * 1024), move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let err = uploader.upload_stream(stream, None).await.unwrap_err();
+    assert!(err.is_too_large(), "{err:?}");
+    assert!(err.to_string().contains("2097152-byte limit"), "{err}");
+    let pulled = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(pulled <= 33, "kept reading after the cap: {pulled} chunks");
+    assert_eq!(blob_count(&uploader).await, before, "a partial upload was left behind");
+
+    let err = uploader
+        .upload_stream(chunks(data.clone(), 64 * 1024), Some("too-big.png"))
+        .await
+        .unwrap_err();
+    assert!(err.is_too_large());
+    assert!(
+        !uploader
+            .container_client()
+            .blob_client("too-big.png")
+            .exists()
+            .await
+            .unwrap()
+    );
+    let err = uploader.upload_bytes(data, None).await.unwrap_err();
+    assert!(err.is_too_large());
+}
+
+async fn non_images_and_disallowed_types_are_refused(ctx: &Ctx) {
+    let uploader = ctx.uploader().build().unwrap();
+    let before = blob_count(&uploader).await;
+    let err = uploader
+        .upload_bytes(b"%PDF-1.7 not a photo at all".to_vec(), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err:?}");
+    assert!(err.to_string().contains("PNG, JPEG, GIF, WebP"), "{err}");
+    let err = uploader
+        .upload_stream(chunks(b"<html>hello</html>".repeat(1000), 100), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_input());
+
+    let png_only = ctx.uploader().allowed_types([ContentType::Png]).build().unwrap();
+    let err = png_only
+        .upload_bytes(image(ContentType::Jpeg, 5000), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("image/jpeg uploads are not allowed here; allowed: PNG"),
+        "{err}"
+    );
+    assert_eq!(blob_count(&uploader).await, before);
+}
+
+async fn hostile_names_are_refused(ctx: &Ctx) {
+    let uploader = ctx.uploader().build().unwrap();
+    for name in ["../../etc/passwd.png", "", "a/./b.png", &"x".repeat(2000)] {
+        let err = uploader
+            .upload_bytes(image(ContentType::Png, 100), Some(name))
+            .await
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{name:?}: {err:?}");
+    }
+}
+
+async fn delete_undoes_an_upload(ctx: &Ctx) {
+    let uploader = ctx.uploader().build().unwrap();
+    let blob = uploader
+        .upload_bytes(image(ContentType::Webp, 3000), None)
+        .await
+        .unwrap();
+    let client = uploader.container_client().blob_client(&blob.name);
+    assert!(client.exists().await.unwrap());
+    uploader.delete(&blob.name).await.unwrap();
+    assert!(!client.exists().await.unwrap());
+    let err = uploader.delete(&blob.name).await.unwrap_err();
+    assert_eq!(err.kind(), azure_passwordless::ErrorKind::NotFound, "{err:?}");
+}
+
+async fn missing_container_is_a_clear_error(ctx: &Ctx) {
+    let uploader = BlobUploader::builder_from_env(&ctx.env(&[("STORAGE_CONTAINER_NAME", "no-such-container")]))
+        .unwrap()
+        .token_cache(ctx.cache())
+        .root_certificate_pem(ctx.azurite.ca_pem().as_bytes().to_vec())
+        .build()
+        .unwrap();
+    let err = uploader
+        .upload_bytes(image(ContentType::Png, 100), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), azure_passwordless::ErrorKind::NotFound, "{err:?}");
+    assert!(
+        err.to_string().contains("container 'no-such-container' does not exist"),
+        "{err}"
+    );
+}
+
+/// Asks for a PostgreSQL token whatever scope it is asked for: the wrong audience for storage.
+#[derive(Debug)]
+struct WrongAudience(Arc<dyn TokenCredential>);
+
+#[async_trait::async_trait]
+impl TokenCredential for WrongAudience {
+    async fn get_token(&self, _: &[&str], options: Option<TokenRequestOptions<'_>>) -> azure_core::Result<AccessToken> {
+        self.0
+            .get_token(&["https://ossrdbms-aad.database.windows.net/.default"], options)
+            .await
+    }
+}
+
+async fn wrong_audience_is_a_clear_auth_error(ctx: &Ctx) {
+    let uploader = BlobUploader::builder_from_env(&ctx.env(&[]))
+        .unwrap()
+        .credential(Arc::new(WrongAudience(ctx.endpoint.credential(None))))
+        .root_certificate_pem(ctx.azurite.ca_pem().as_bytes().to_vec())
+        .build()
+        .unwrap();
+    let err = uploader
+        .upload_bytes(image(ContentType::Png, 100), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_auth(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("Storage Blob Data Contributor"), "{text}");
+    assert!(text.contains("audience must be https://storage.azure.com"), "{text}");
+}
+
+async fn stopped_storage_fails_fast_and_clearly(ctx: &Ctx) {
+    let mut down = Azurite::start(&TestCertificates::generate().unwrap()).await.unwrap();
+    let uploader = BlobUploader::builder(&down.account_url(), "photos")
+        .token_cache(ctx.cache())
+        .root_certificate_pem(down.ca_pem().as_bytes().to_vec())
+        .request_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    down.stop().await;
+    let started = tokio::time::Instant::now();
+    let err = uploader
+        .upload_bytes(image(ContentType::Png, 100), None)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), azure_passwordless::ErrorKind::Io, "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("cannot reach Blob Storage at https://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+async fn fifty_concurrent_uploads_share_one_token_fetch(ctx: &Ctx) {
+    let cache = TokenCache::new(ctx.endpoint.credential(None));
+    let uploader = BlobUploader::builder_from_env(&ctx.env(&[]))
+        .unwrap()
+        .token_cache(cache.clone())
+        .root_certificate_pem(ctx.azurite.ca_pem().as_bytes().to_vec())
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let uploader = uploader.clone();
+            tokio::spawn(async move { uploader.upload_bytes(image(ContentType::Png, 20_000 + i), None).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(cache.stats().fetches, 1, "{:?}", cache.stats());
+}
+
+async fn bad_settings_name_the_variable(ctx: &Ctx) {
+    for (extra, expected) in [
+        (&[("STORAGE_ACCOUNT_NAME", "")][..], "set STORAGE_ACCOUNT_NAME"),
+        (
+            &[("STORAGE_ACCOUNT_NAME", "http://127.0.0.1:1/devstoreaccount1")][..],
+            "must be an https:// URL",
+        ),
+        (
+            &[("STORAGE_CONTAINER_NAME", "Bad_Container")][..],
+            "STORAGE_CONTAINER_NAME",
+        ),
+        (&[("STORAGE_CONTAINER_NAME", "")][..], "set STORAGE_CONTAINER_NAME"),
+    ] {
+        let err = BlobUploader::builder_from_env(&ctx.env(extra)).unwrap_err();
+        assert!(err.is_config());
+        assert!(err.to_string().contains(expected), "{expected:?} not in {err}");
+    }
+}
+
+async fn no_token_in_logs_or_debug(ctx: &Ctx) {
+    let uploader = ctx.uploader().build().unwrap();
+    let blob = uploader.upload_bytes(image(ContentType::Png, 100), None).await.unwrap();
+    let debug = format!("{uploader:?} {blob:?}");
+    let logs = ctx.logs.text();
+    let mut secrets = ctx.endpoint.issued_tokens();
+    secrets.push(HEADER_SECRET.to_owned());
+    for secret in &secrets {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret.as_str())) {
+            panic!(
+                "a secret leaked into the logs: {:?}",
+                line.chars().take(160).collect::<String>()
+            );
+        }
+        assert!(!debug.contains(secret.as_str()), "a secret leaked into Debug");
+    }
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+type TestFn = for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        [$((stringify!($name), (|ctx| Box::pin($name(ctx))) as TestFn)),*]
+    };
+}
+
+fn main() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint_url = format!("http://{}/msi/token", listener.local_addr().unwrap());
+    // SAFETY: no other thread exists yet; azure_identity reads these from the process.
+    unsafe {
+        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
+        std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
+        for name in [
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_TOKEN_CREDENTIALS",
+        ] {
+            std::env::remove_var(name);
+        }
+    }
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let failed = runtime.block_on(async {
+        let endpoint = IdentityEndpoint::builder()
+            .listener(listener)
+            .header_secret(HEADER_SECRET)
+            .identity_name("restaurant-review-identity")
+            .start()
+            .await
+            .unwrap();
+        let azurite = Azurite::start(&TestCertificates::generate().unwrap()).await.unwrap();
+        let ctx = Ctx {
+            endpoint,
+            azurite,
+            logs,
+        };
+        let all = tests![
+            bytes_round_trip,
+            stream_round_trip_in_blocks,
+            large_upload_goes_through_the_partitioned_path,
+            over_cap_is_rejected_mid_stream_and_leaves_no_blob,
+            non_images_and_disallowed_types_are_refused,
+            hostile_names_are_refused,
+            delete_undoes_an_upload,
+            missing_container_is_a_clear_error,
+            wrong_audience_is_a_clear_auth_error,
+            stopped_storage_fails_fast_and_clearly,
+            fifty_concurrent_uploads_share_one_token_fetch,
+            bad_settings_name_the_variable,
+            no_token_in_logs_or_debug,
+        ];
+        let mut failed = Vec::new();
+        for (name, test) in all {
+            if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+                continue;
+            }
+            let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&ctx))).await;
+            match outcome {
+                Ok(()) => println!("test {name} ... ok"),
+                Err(_) => {
+                    println!("test {name} ... FAILED");
+                    failed.push(name);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            eprintln!("--- Azurite log ---\n{}", ctx.azurite.log());
+        }
+        failed
+    });
+    if failed.is_empty() {
+        println!("\ntest result: ok");
+    } else {
+        println!("\ntest result: FAILED: {failed:?}");
+        std::process::exit(1);
+    }
+}
