@@ -7,7 +7,7 @@
 
 use azure_core::Bytes;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_passwordless::blob::{BlobUploader, ContentType};
+use azure_passwordless::blob::{BlobUploader, ContentType, ReadUrls};
 use azure_passwordless::emulator::{Azurite, IdentityEndpoint, TestCertificates};
 use azure_passwordless::{DefaultAzureCredential, Env, TokenCache};
 use futures_util::TryStreamExt;
@@ -352,6 +352,58 @@ async fn fifty_concurrent_uploads_share_one_token_fetch(ctx: &Ctx) {
     assert_eq!(cache.stats().fetches, 1, "{:?}", cache.stats());
 }
 
+async fn user_delegation_sas_reads_a_private_blob(ctx: &Ctx) {
+    let lifetime = azure_core::time::Duration::minutes(15);
+    let uploader = ctx
+        .uploader()
+        .read_urls(ReadUrls::UserDelegationSas { lifetime })
+        .build()
+        .unwrap();
+    let data = image(ContentType::Png, 5000);
+    let blob = uploader.upload_bytes(data.clone(), None).await.unwrap();
+    let url = uploader.read_url(&blob.name).await.unwrap();
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query.get("sp").map(String::as_str), Some("r"), "read-only");
+    assert_eq!(query.get("sr").map(String::as_str), Some("b"));
+    assert!(query.contains_key("sig") && query.contains_key("skoid"));
+
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ctx.azurite.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let response = http.get(url.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(
+        response.bytes().await.unwrap().to_vec(),
+        data,
+        "anyone with the URL can read"
+    );
+
+    // Without the SAS the private container answers no.
+    let plain = http.get(uploader.blob_url(&blob.name).unwrap()).send().await.unwrap();
+    assert_ne!(plain.status(), 200);
+    // A tampered SAS (write permission) is refused.
+    let tampered = url.as_str().replace("sp=r", "sp=rw");
+    assert_eq!(http.get(tampered).send().await.unwrap().status(), 403);
+
+    // Time is injected: a clock two hours behind signs a URL that has already expired.
+    let clock = azure_passwordless::ManualClock::new(
+        azure_core::time::OffsetDateTime::from_unix_timestamp(
+            azure_passwordless::Clock::now(&azure_passwordless::SystemClock).unix_timestamp() - 2 * 3600,
+        )
+        .unwrap(),
+    );
+    let stale = ctx
+        .uploader()
+        .read_urls(ReadUrls::UserDelegationSas { lifetime })
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let expired = stale.read_url(&blob.name).await.unwrap();
+    assert_eq!(http.get(expired).send().await.unwrap().status(), 403);
+}
+
 async fn bad_settings_name_the_variable(ctx: &Ctx) {
     for (extra, expected) in [
         (&[("STORAGE_ACCOUNT_NAME", "")][..], "set STORAGE_ACCOUNT_NAME"),
@@ -472,6 +524,7 @@ fn main() {
             wrong_audience_is_a_clear_auth_error,
             stopped_storage_fails_fast_and_clearly,
             fifty_concurrent_uploads_share_one_token_fetch,
+            user_delegation_sas_reads_a_private_blob,
             bad_settings_name_the_variable,
             no_token_in_logs_or_debug,
         ];

@@ -1,7 +1,9 @@
 //! Photo uploads to Azure Blob Storage with bearer tokens (feature `blob`).
 
+mod sas;
 mod sniff;
 
+pub use sas::ReadUrls;
 pub use sniff::ContentType;
 
 use crate::{Cloud, DefaultAzureCredential, Env, Error, Result, TokenCache, credential::short_retry, error::ErrorKind};
@@ -11,7 +13,7 @@ use azure_core::{
     http::{ClientOptions, NoFormat, RequestContent, StatusCode, Transport, Url},
 };
 use azure_storage_blob::{
-    BlobClient, BlobContainerClient, BlobContainerClientOptions,
+    BlobClient, BlobContainerClient, BlobContainerClientOptions, BlobServiceClient, BlobServiceClientOptions,
     models::{BlobClientUploadOptions, BlockBlobClientCommitBlockListOptions, BlockLookupList},
 };
 use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
@@ -78,6 +80,11 @@ pub struct BlobUploader {
 
 struct Inner {
     container: BlobContainerClient,
+    service: BlobServiceClient,
+    account: String,
+    read_urls: ReadUrls,
+    keys: sas::KeyCache,
+    clock: crate::clock::SharedClock,
     container_name: String,
     cache: TokenCache,
     max_size: u64,
@@ -112,6 +119,8 @@ pub struct BlobUploaderBuilder {
     client_options: Option<ClientOptions>,
     root_certificates: Vec<Vec<u8>>,
     request_timeout: std::time::Duration,
+    read_urls: ReadUrls,
+    clock: crate::clock::SharedClock,
 }
 
 impl fmt::Debug for BlobUploaderBuilder {
@@ -154,6 +163,30 @@ fn account_url(value: &str, cloud: Cloud, var: &str) -> Result<Url> {
     }
     Url::parse(&format!("https://{value}.{}/", cloud.blob_host_suffix()))
         .map_err(|e| Error::config(format!("{var} gives an invalid URL")).with_source(e))
+}
+
+/// The account name: the first path segment for an emulator's path-style URL
+/// (`https://127.0.0.1:10000/devstoreaccount1`), else the first label of the host.
+fn account_name(url: &Url) -> Result<String> {
+    let path_style =
+        matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) || url.host_str() == Some("localhost");
+    let name = if path_style {
+        url.path_segments()
+            .and_then(|mut s| s.next())
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        url.host_str()
+            .and_then(|h| h.split('.').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if name.is_empty() {
+        return Err(Error::config(format!(
+            "cannot tell the storage account name from {url}"
+        )));
+    }
+    Ok(name)
 }
 
 /// Container names: 3-63 lowercase letters, digits and single hyphens, starting and ending
@@ -265,6 +298,8 @@ impl BlobUploader {
             client_options: None,
             root_certificates: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            read_urls: ReadUrls::default(),
+            clock: Arc::new(crate::SystemClock),
         }
     }
 
@@ -457,6 +492,34 @@ impl BlobUploader {
     pub fn blob_url(&self, name: &str) -> Result<Url> {
         validate_blob_name(name)?;
         Ok(self.inner.container.blob_client(name).url().clone())
+    }
+
+    /// A URL to read the blob with, as configured by
+    /// [`read_urls`](BlobUploaderBuilder::read_urls): the plain URL, or a read-only
+    /// user-delegation SAS URL for a private container.
+    ///
+    /// # Errors
+    /// A bad name; for SAS, [`ErrorKind::Auth`] when no user delegation key can be had.
+    pub async fn read_url(&self, name: &str) -> Result<Url> {
+        let mut url = self.blob_url(name)?;
+        if let ReadUrls::UserDelegationSas { lifetime } = self.inner.read_urls {
+            let i = &self.inner;
+            let pairs = i
+                .keys
+                .sign(
+                    &i.service,
+                    &*i.clock,
+                    sas::SasRequest {
+                        account: &i.account,
+                        container: &i.container_name,
+                        blob: name,
+                        lifetime,
+                    },
+                )
+                .await?;
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        Ok(url)
     }
 
     /// The underlying container client, for what this type does not wrap.
@@ -658,6 +721,18 @@ impl BlobUploaderBuilder {
         self
     }
 
+    /// How [`BlobUploader::read_url`] makes URLs. Defaults to [`ReadUrls::Public`].
+    pub fn read_urls(mut self, read_urls: ReadUrls) -> Self {
+        self.read_urls = read_urls;
+        self
+    }
+
+    /// The clock SAS start and expiry times are taken from. Defaults to the system clock.
+    pub fn clock(mut self, clock: Arc<dyn crate::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Time one request may take. Defaults to [`DEFAULT_REQUEST_TIMEOUT`].
     pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.request_timeout = timeout;
@@ -720,16 +795,31 @@ impl BlobUploaderBuilder {
         let credential: Arc<dyn TokenCredential> = Arc::new(cache.clone());
         let container = BlobContainerClient::new(
             container_url,
-            Some(credential),
+            Some(credential.clone()),
             Some(BlobContainerClientOptions {
-                client_options,
+                client_options: client_options.clone(),
                 ..Default::default()
             }),
         )
         .map_err(|e| Error::config("could not create the container client").with_source(e))?;
+        let service = BlobServiceClient::new(
+            account.clone(),
+            Some(credential),
+            Some(BlobServiceClientOptions {
+                client_options,
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| Error::config("could not create the service client").with_source(e))?;
+        let account_name = account_name(&account)?;
         Ok(BlobUploader {
             inner: Arc::new(Inner {
                 container,
+                service,
+                account: account_name,
+                read_urls: self.read_urls,
+                keys: sas::KeyCache::new(),
+                clock: self.clock,
                 container_name: self.container,
                 cache,
                 max_size: self.max_size,
