@@ -404,10 +404,10 @@ impl BlobUploader {
                 while buf.len() >= partition {
                     let rest = buf.split_off(partition);
                     let block = Bytes::from(std::mem::replace(&mut buf, rest));
-                    if in_flight.len() >= i.parallel {
-                        if let Some(done) = in_flight.next().await {
-                            done.map_err(|e| i.storage_error(e, Some(&name)))?;
-                        }
+                    if in_flight.len() >= i.parallel
+                        && let Some(done) = in_flight.next().await
+                    {
+                        done.map_err(|e| i.storage_error(e, Some(&name)))?;
                     }
                     in_flight.push(stage(ids.len(), block));
                     ids.push(format!("block-{:010}", ids.len()).into_bytes());
@@ -613,10 +613,10 @@ impl Inner {
             ..Default::default()
         };
         let Ok(empty) = empty.try_into() else { return };
-        if blob.block_blob_client().commit_block_list(empty, None).await.is_ok() {
-            if let Err(e) = blob.delete(None).await {
-                warn!(error = %crate::error::report(&e), "could not remove a partial upload");
-            }
+        if blob.block_blob_client().commit_block_list(empty, None).await.is_ok()
+            && let Err(e) = blob.delete(None).await
+        {
+            warn!(error = %crate::error::report(&e), "could not remove a partial upload");
         }
     }
 
