@@ -7,13 +7,14 @@
 //! environment, so this binary has its own `main` (harness = false): it sets them before any
 //! thread starts, then runs each test in order on one runtime.
 
+mod common;
+
 use azure_core::credentials::TokenCredential;
 use azure_passwordless::emulator::IdentityEndpoint;
 use azure_passwordless::{CredentialKind, DefaultAzureCredential, Env};
 use base64::Engine;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const PG_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
@@ -23,7 +24,7 @@ struct Ctx {
     endpoint: IdentityEndpoint,
     tools: PathBuf,
     imds: Blackhole,
-    logs: LogBuffer,
+    logs: common::LogBuffer,
 }
 
 impl Ctx {
@@ -359,18 +360,17 @@ async fn no_secret_in_logs_or_debug(ctx: &Ctx) {
     let cred = DefaultAzureCredential::builder().env(ctx.env(&[])).build().unwrap();
     let token = cred.get_token(&[PG_SCOPE], None).await.unwrap();
     let debug = format!("{cred:?} {:?} {:?}", ctx.env(&[]), token);
-    let logs = ctx.logs.text();
     assert!(
-        logs.contains("DefaultAzureCredential chose"),
-        "choice must be logged: {logs}"
+        ctx.logs.text().contains("DefaultAzureCredential chose"),
+        "the choice must be logged"
     );
     let mut secrets = ctx.endpoint.issued_tokens();
     secrets.push(HEADER_SECRET.to_owned());
     secrets.push("fake-az-token-".to_owned());
     secrets.push("fake-azd-token-".to_owned());
+    ctx.logs.assert_free_of(&secrets);
     for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a secret leaked into the logs");
-        assert!(!debug.contains(secret.as_str()), "a secret leaked into Debug: {debug}");
+        assert!(!debug.contains(secret.as_str()), "a secret leaked into Debug");
     }
 }
 
@@ -421,25 +421,6 @@ impl Blackhole {
     }
 }
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Writes `az` and `azd` stand-ins: each appends a line to `<tool>.calls` and answers as the
 /// real tool does when logged in (`<tool>.mode` = ok) or logged out (fail).
 fn write_tools(dir: &Path) {
@@ -474,51 +455,14 @@ echo "{{\"token\": \"fake-azd-token-$$\", \"expiresOn\": \"$exp\"}}"
     }
 }
 
-type TestFn = for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        [$((stringify!($name), (|ctx| Box::pin($name(ctx))) as TestFn)),*]
-    };
-}
-
 fn main() {
     let tools = std::env::temp_dir().join(format!("azure_passwordless_tools_{}", std::process::id()));
     std::fs::create_dir_all(&tools).unwrap();
     write_tools(&tools);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint_url = format!("http://{}/msi/token", listener.local_addr().unwrap());
     let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default());
-    // SAFETY: no other thread exists yet; azure_identity reads these from the process.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
-        std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
-        std::env::set_var("PATH", path);
-        for name in [
-            "AZURE_CLIENT_ID",
-            "AZURE_TENANT_ID",
-            "AZURE_CLIENT_SECRET",
-            "AZURE_AUTHORITY_HOST",
-        ] {
-            std::env::remove_var(name);
-        }
-    }
-
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
-
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let failed = runtime.block_on(async {
+    let listener = common::identity_env(HEADER_SECRET, &[("PATH", &path)]);
+    let logs = common::capture_logs();
+    let failed = common::runtime().block_on(async {
         let endpoint = IdentityEndpoint::builder()
             .listener(listener)
             .header_secret(HEADER_SECRET)
@@ -532,7 +476,7 @@ fn main() {
             imds: Blackhole::start().await,
             logs,
         };
-        let all = tests![
+        let all = tests![Ctx:
             managed_identity_via_app_service,
             client_id_selects_user_assigned_identity,
             environment_link_comes_first_and_its_failure_stops_the_chain,
@@ -549,28 +493,14 @@ fn main() {
             all_unavailable_lists_each_link,
             no_secret_in_logs_or_debug,
         ];
+        // Each test starts with both tools logged in and no calls recorded.
         let mut failed = Vec::new();
-        for (name, test) in all {
-            if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-                continue;
-            }
+        for one in all {
             ctx.reset_tools();
-            let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&ctx))).await;
-            match outcome {
-                Ok(()) => println!("test {name} ... ok"),
-                Err(_) => {
-                    println!("test {name} ... FAILED");
-                    failed.push(name);
-                }
-            }
+            failed.extend(common::run(&ctx, &[one]).await);
         }
         failed
     });
     let _ = std::fs::remove_dir_all(&tools);
-    if failed.is_empty() {
-        println!("\ntest result: ok");
-    } else {
-        println!("\ntest result: FAILED: {failed:?}");
-        std::process::exit(1);
-    }
+    common::finish(failed);
 }

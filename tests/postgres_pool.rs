@@ -5,11 +5,12 @@
 //! azure_identity reads IDENTITY_ENDPOINT/IDENTITY_HEADER from the process environment, so this
 //! binary has its own `main` (harness = false) and sets them before any thread starts.
 
+mod common;
+
 use azure_core::time::{Duration, OffsetDateTime};
 use azure_passwordless::emulator::{IdentityEndpoint, PostgresServer};
 use azure_passwordless::postgres::{AzurePgPool, PgSettings};
 use azure_passwordless::{Env, ManualClock, TokenCache};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
@@ -19,7 +20,7 @@ const IDENTITY: &str = "restaurant-review-identity";
 struct Ctx {
     endpoint: IdentityEndpoint,
     server: PostgresServer,
-    logs: LogBuffer,
+    logs: common::LogBuffer,
 }
 
 impl Ctx {
@@ -391,79 +392,19 @@ async fn no_token_in_logs_or_debug(ctx: &Ctx) {
     let pool = AzurePgPool::from_env_with(&ctx.env(&[])).unwrap();
     let client = pool.get().await.unwrap();
     let debug = format!("{pool:?} {:?} {client:?} {:?}", pool.status(), ctx.env(&[]));
-    let logs = ctx.logs.text();
     let mut secrets = ctx.endpoint.issued_tokens();
     secrets.push(HEADER_SECRET.to_owned());
     assert!(secrets.len() > 1);
+    ctx.logs.assert_free_of(&secrets);
     for secret in &secrets {
-        if let Some(line) = logs.lines().find(|l| l.contains(secret.as_str())) {
-            panic!(
-                "a secret leaked into the logs, in a line starting {:?}",
-                line.chars().take(160).collect::<String>()
-            );
-        }
         assert!(!debug.contains(secret.as_str()), "a secret leaked into Debug");
     }
 }
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-type TestFn = for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        [$((stringify!($name), (|ctx| Box::pin($name(ctx))) as TestFn)),*]
-    };
-}
-
 fn main() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint_url = format!("http://{}/msi/token", listener.local_addr().unwrap());
-    // SAFETY: no other thread exists yet; azure_identity reads these from the process.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
-        std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
-        for name in [
-            "AZURE_CLIENT_ID",
-            "AZURE_TENANT_ID",
-            "AZURE_CLIENT_SECRET",
-            "AZURE_TOKEN_CREDENTIALS",
-        ] {
-            std::env::remove_var(name);
-        }
-    }
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
-
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let failed = runtime.block_on(async {
+    let listener = common::identity_env(HEADER_SECRET, &[]);
+    let logs = common::capture_logs();
+    let failed = common::runtime().block_on(async {
         let endpoint = IdentityEndpoint::builder()
             .listener(listener)
             .header_secret(HEADER_SECRET)
@@ -477,7 +418,7 @@ fn main() {
             .await
             .unwrap();
         let ctx = Ctx { endpoint, server, logs };
-        let all = tests![
+        let all = tests![Ctx:
             queries_over_tls_with_managed_identity,
             token_rotation_keeps_old_connections_and_new_ones_retry,
             endpoint_down_while_token_valid,
@@ -490,26 +431,7 @@ fn main() {
             cluster_is_removed_on_drop_even_after_a_panic,
             no_token_in_logs_or_debug,
         ];
-        let mut failed = Vec::new();
-        for (name, test) in all {
-            if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-                continue;
-            }
-            let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&ctx))).await;
-            match outcome {
-                Ok(()) => println!("test {name} ... ok"),
-                Err(_) => {
-                    println!("test {name} ... FAILED");
-                    failed.push(name);
-                }
-            }
-        }
-        failed
+        common::run(&ctx, &all).await
     });
-    if failed.is_empty() {
-        println!("\ntest result: ok");
-    } else {
-        println!("\ntest result: FAILED: {failed:?}");
-        std::process::exit(1);
-    }
+    common::finish(failed);
 }

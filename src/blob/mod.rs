@@ -355,27 +355,16 @@ impl BlobUploader {
         let mut buf: Vec<u8> = Vec::new();
         let mut total: u64 = 0;
         let mut sniffed: Option<ContentType> = None;
-        let read_err = |e: E| Error::new(ErrorKind::Io, "reading the upload failed").with_source(e);
 
         // First partition: decide the type early, and take the one-request path for small files.
         let mut ended = false;
         while buf.len() < partition {
-            match stream.next().await {
-                Some(chunk) => {
-                    let chunk = chunk.map_err(read_err)?;
-                    total += chunk.len() as u64;
-                    if total > i.max_size {
-                        return Err(too_large(i.max_size));
-                    }
-                    buf.extend_from_slice(&chunk);
-                    if sniffed.is_none() && buf.len() >= sniff::NEEDED {
-                        sniffed = Some(i.sniff(&buf, true)?);
-                    }
-                }
-                None => {
-                    ended = true;
-                    break;
-                }
+            if !pull(&mut stream, &mut buf, &mut total, i.max_size).await? {
+                ended = true;
+                break;
+            }
+            if sniffed.is_none() && buf.len() >= sniff::NEEDED {
+                sniffed = Some(i.sniff(&buf, true)?);
             }
         }
         if ended {
@@ -415,17 +404,7 @@ impl BlobUploader {
                 if ended {
                     break;
                 }
-                match stream.next().await {
-                    Some(chunk) => {
-                        let chunk = chunk.map_err(read_err)?;
-                        total += chunk.len() as u64;
-                        if total > i.max_size {
-                            return Err(too_large(i.max_size));
-                        }
-                        buf.extend_from_slice(&chunk);
-                    }
-                    None => ended = true,
-                }
+                ended = !pull(&mut stream, &mut buf, &mut total, i.max_size).await?;
             }
             if !buf.is_empty() {
                 in_flight.push(stage(ids.len(), Bytes::from(std::mem::take(&mut buf))));
@@ -540,6 +519,26 @@ impl BlobUploader {
 
 fn account_url_str(url: &str) -> Result<Url> {
     account_url(url, Cloud::Public, "account URL")
+}
+
+/// Appends the stream's next chunk to `buf`, counting it against `max`. `Ok(false)` at the end.
+async fn pull<S, E>(stream: &mut std::pin::Pin<&mut S>, buf: &mut Vec<u8>, total: &mut u64, max: u64) -> Result<bool>
+where
+    S: futures_util::Stream<Item = std::result::Result<Bytes, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match stream.next().await {
+        Some(chunk) => {
+            let chunk = chunk.map_err(|e| Error::new(ErrorKind::Io, "reading the upload failed").with_source(e))?;
+            *total += chunk.len() as u64;
+            if *total > max {
+                return Err(too_large(max));
+            }
+            buf.extend_from_slice(&chunk);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 fn content(data: Bytes) -> RequestContent<Bytes, NoFormat> {
