@@ -267,6 +267,15 @@ impl TokenCache {
         self.inner.try_hit(slot, self.inner.clock.unix_millis())
     }
 
+    /// A handle on one scope of this cache: the same tokens and refreshes, without looking the
+    /// scope up on every call. For a hot path that always wants the same scope (the pool does).
+    pub fn scoped(&self, scope: &str) -> ScopedTokenCache {
+        ScopedTokenCache {
+            inner: Arc::clone(&self.inner),
+            slot: self.inner.slot(scope),
+        }
+    }
+
     /// Forgets the token for `scope`, so the next call fetches a new one.
     ///
     /// For a server that rejected the token (for example PostgreSQL answering SQLSTATE 28P01).
@@ -346,6 +355,44 @@ impl TokenCredential for TokenCache {
             many => self.get(&many.join(" ")).await,
         };
         Ok(token?.to_access_token())
+    }
+}
+
+/// One scope of a [`TokenCache`]; see [`TokenCache::scoped`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ScopedTokenCache {
+    inner: Arc<Inner>,
+    slot: Arc<Slot>,
+}
+
+impl ScopedTokenCache {
+    /// As [`TokenCache::get`] for this scope.
+    ///
+    /// # Errors
+    /// As [`TokenCache::get`].
+    pub async fn get(&self) -> crate::Result<Token> {
+        if let Some(token) = self.get_cached() {
+            return Ok(token);
+        }
+        self.inner.wait(&self.slot).await
+    }
+
+    /// As [`TokenCache::get_cached`] for this scope.
+    pub fn get_cached(&self) -> Option<Token> {
+        self.inner.try_hit(&self.slot, self.inner.clock.unix_millis())
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> &str {
+        &self.slot.key
+    }
+}
+
+impl fmt::Debug for ScopedTokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedTokenCache")
+            .field("scope", &self.slot.key)
+            .finish_non_exhaustive()
     }
 }
 

@@ -19,8 +19,8 @@ pub mod emulator;
 pub mod postgres;
 
 pub use cache::{
-    CacheStats, DEFAULT_EXPIRY_MARGIN, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_JITTER, Jitter, Token, TokenCache,
-    TokenCacheBuilder,
+    CacheStats, DEFAULT_EXPIRY_MARGIN, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_JITTER, Jitter, ScopedTokenCache, Token,
+    TokenCache, TokenCacheBuilder,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cloud::Cloud;

@@ -69,6 +69,8 @@ pub struct AzurePgPool {
 struct Shared {
     /// `None` with a static password.
     cache: Option<TokenCache>,
+    /// The PostgreSQL scope of `cache`: the hot path skips the scope lookup.
+    scoped: Option<crate::ScopedTokenCache>,
     scope: String,
     credential_name: String,
     configured_user: Option<String>,
@@ -313,9 +315,11 @@ impl AzurePgPoolBuilder {
         if let Some(user) = &s.user {
             pg.user(user);
         }
+        let scope = s.cloud.postgres_scope().to_owned();
         let shared = Arc::new(Shared {
+            scoped: cache.as_ref().map(|c| c.scoped(&scope)),
             cache,
-            scope: s.cloud.postgres_scope().to_owned(),
+            scope,
             credential_name: self.credential_name.unwrap_or_else(|| "static password".into()),
             configured_user: s.user.clone(),
             derived_user: OnceLock::new(),
@@ -417,8 +421,8 @@ impl Shared {
     /// The current token (`None` with a static password), as the crate's typed error when the
     /// credential fails.
     async fn token(&self) -> Result<Option<crate::Token>> {
-        let Some(cache) = &self.cache else { return Ok(None) };
-        match cache.get(&self.scope).await {
+        let Some(scoped) = &self.scoped else { return Ok(None) };
+        match scoped.get().await {
             Ok(token) => Ok(Some(token)),
             Err(err) => Err(Error::new(
                 ErrorKind::Credential,
