@@ -284,6 +284,26 @@ async fn postgres_restart_under_load(ctx: &Ctx) {
     );
 }
 
+async fn exhausted_pool_times_out_with_a_typed_error(ctx: &Ctx) {
+    let pool = AzurePgPool::builder(ctx.settings())
+        .default_credential(
+            azure_passwordless::DefaultAzureCredential::builder()
+                .env(ctx.env(&[]))
+                .build()
+                .unwrap(),
+        )
+        .max_size(1)
+        .wait_timeout(Some(std::time::Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let err = pool.get().await.unwrap_err();
+    assert_eq!(err.kind(), azure_passwordless::ErrorKind::Timeout, "{err:?}");
+    assert!(err.to_string().contains("wait (no free connection) timeout"), "{err}");
+    drop(held);
+    pool.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+}
+
 async fn bad_settings_name_the_variable(ctx: &Ctx) {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("DBNAME", "")], "set DBNAME"),
@@ -424,6 +444,7 @@ fn main() {
             endpoint_down_while_token_valid,
             endpoint_down_after_expiry_gives_typed_error_then_recovers,
             postgres_restart_under_load,
+            exhausted_pool_times_out_with_a_typed_error,
             bad_settings_name_the_variable,
             plain_tcp_is_refused_by_the_server,
             max_lifetime_on_the_injected_clock,

@@ -537,10 +537,17 @@ impl Shared {
     async fn pool_error(&self, err: deadpool_postgres::PoolError) -> Error {
         use deadpool_postgres::PoolError;
         match err {
-            PoolError::Timeout(kind) => Error::new(
-                ErrorKind::Timeout,
-                format!("no PostgreSQL connection within the pool's {kind:?} timeout").to_lowercase(),
-            ),
+            PoolError::Timeout(kind) => {
+                let which = match kind {
+                    deadpool_postgres::TimeoutType::Wait => "wait (no free connection)",
+                    deadpool_postgres::TimeoutType::Create => "create (opening a connection)",
+                    deadpool_postgres::TimeoutType::Recycle => "recycle (checking an idle connection)",
+                };
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("no PostgreSQL connection within the pool's {which} timeout"),
+                )
+            }
             PoolError::Backend(e) => {
                 if is_login_rejected(&e) {
                     // The token may have become unobtainable since `get` checked it.
