@@ -315,7 +315,7 @@ impl BlobUploader {
         if data.len() as u64 > i.max_size {
             return Err(too_large(i.max_size));
         }
-        let content_type = i.sniff(&data, true)?;
+        let content_type = i.sniff(&data, data.len() >= sniff::NEEDED)?;
         let name = i.name_for(name, content_type)?;
         i.ensure_container().await?;
         let blob = i.container.blob_client(&name);
@@ -372,7 +372,7 @@ impl BlobUploader {
         }
         let content_type = match sniffed {
             Some(t) => t,
-            None => i.sniff(&buf, true)?,
+            None => i.sniff(&buf, buf.len() >= sniff::NEEDED)?,
         };
         let generated = name.is_none();
         let name = i.name_for(name, content_type)?;
