@@ -558,7 +558,13 @@ impl TokenCredential for EndpointCredential {
         }
         let parsed: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| azure_core::Error::with_error(Kind::DataConversion, e, "identity endpoint sent bad JSON"))?;
-        let token = parsed["access_token"].as_str().unwrap_or_default().to_owned();
+        let token = parsed["access_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                azure_core::Error::with_message(Kind::DataConversion, "identity endpoint sent no access_token")
+            })?
+            .to_owned();
         let expires_on = parsed["expires_on"]
             .as_str()
             .and_then(|s| s.parse::<i64>().ok())
