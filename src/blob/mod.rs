@@ -382,9 +382,11 @@ impl BlobUploader {
 
         let mut ids: Vec<Vec<u8>> = Vec::new();
         let mut in_flight: FuturesUnordered<BoxFuture<'static, azure_core::Result<()>>> = FuturesUnordered::new();
-        let stage = |index: usize, data: Bytes| {
+        // Records the next block's id (fixed width, as the service requires) and stages it.
+        let stage = |ids: &mut Vec<Vec<u8>>, data: Bytes| {
             let client = Arc::clone(&block_blob);
-            let id = format!("block-{index:010}").into_bytes();
+            let id = format!("block-{:010}", ids.len()).into_bytes();
+            ids.push(id.clone());
             let len = data.len() as u64;
             async move { client.stage_block(&id, len, content(data), None).await.map(|_| ()) }.boxed()
         };
@@ -398,8 +400,7 @@ impl BlobUploader {
                     {
                         done.map_err(|e| i.storage_error(e, Some(&name)))?;
                     }
-                    in_flight.push(stage(ids.len(), block));
-                    ids.push(format!("block-{:010}", ids.len()).into_bytes());
+                    in_flight.push(stage(&mut ids, block));
                 }
                 if ended {
                     break;
@@ -407,8 +408,7 @@ impl BlobUploader {
                 ended = !pull(&mut stream, &mut buf, &mut total, i.max_size).await?;
             }
             if !buf.is_empty() {
-                in_flight.push(stage(ids.len(), Bytes::from(std::mem::take(&mut buf))));
-                ids.push(format!("block-{:010}", ids.len()).into_bytes());
+                in_flight.push(stage(&mut ids, Bytes::from(std::mem::take(&mut buf))));
             }
             while let Some(done) = in_flight.next().await {
                 done.map_err(|e| i.storage_error(e, Some(&name)))?;
