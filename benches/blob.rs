@@ -5,6 +5,9 @@
 //! ratios (ours / raw; goal ≥ 0.95), over alternating rounds so machine drift hits both alike.
 #![allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use azure_core::http::{ClientOptions, Transport};
 use azure_passwordless::TokenCache;
 use azure_passwordless::blob::BlobUploader;
@@ -27,11 +30,7 @@ fn png(len: usize, seed: usize) -> azure_core::Bytes {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let endpoint = IdentityEndpoint::builder().start().await.unwrap();
         let azurite = Azurite::start(&TestCertificates::generate().unwrap()).await.unwrap();

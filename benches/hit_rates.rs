@@ -7,6 +7,9 @@
 //! `cargo bench --bench hit_rates`
 #![allow(clippy::disallowed_methods, reason = "reports real elapsed time of the simulation")]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use azure_core::credentials::TokenCredential;
 use azure_core::time::{Duration, OffsetDateTime};
 use azure_passwordless::emulator::IdentityEndpoint;
@@ -157,21 +160,8 @@ async fn credential_per_request(name: &'static str, s: &Sim, length: Duration, r
 }
 
 fn main() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    // SAFETY: single-threaded here; azure_identity reads these from the process environment.
-    unsafe {
-        std::env::set_var(
-            "IDENTITY_ENDPOINT",
-            format!("http://{}/msi/token", listener.local_addr().unwrap()),
-        );
-        std::env::set_var("IDENTITY_HEADER", HEADER);
-        std::env::set_var("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let listener = common::identity_env(HEADER, &[("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")]);
+    let rt = common::runtime();
     let began = std::time::Instant::now();
     let rows = rt.block_on(async {
         let mut rows = Vec::new();

@@ -5,6 +5,9 @@
 //! with ratios (ours / plain; goal ≤ 1.05).
 #![allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use azure_passwordless::emulator::{IdentityEndpoint, PostgresServer};
 use azure_passwordless::postgres::{AzurePgPool, PgSettings};
 use azure_passwordless::{DefaultAzureCredential, Env};
@@ -17,18 +20,9 @@ const HEADER: &str = "pool-bench-identity-header";
 const IDENTITY: &str = "bench-identity";
 
 fn main() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::identity_env(HEADER, &[]);
     let url = format!("http://{}/msi/token", listener.local_addr().unwrap());
-    // SAFETY: single-threaded here; azure_identity reads these from the process environment.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", &url);
-        std::env::set_var("IDENTITY_HEADER", HEADER);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let (endpoint, server) = rt.block_on(async {
         let endpoint = IdentityEndpoint::builder()
             .listener(listener)

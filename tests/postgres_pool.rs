@@ -29,7 +29,7 @@ impl Ctx {
         let url = self.endpoint.url();
         let port = self.server.port().to_string();
         let ca = self.server.ca_file().display().to_string();
-        let mut pairs = vec![
+        let pairs = vec![
             ("IDENTITY_ENDPOINT", url.as_str()),
             ("IDENTITY_HEADER", HEADER_SECRET),
             ("DBHOST", "127.0.0.1"),
@@ -37,11 +37,19 @@ impl Ctx {
             ("DBNAME", "restaurants"),
             ("PGSSLROOTCERT", ca.as_str()),
         ];
-        for (k, v) in extra {
-            pairs.retain(|(name, _)| name != k);
-            pairs.push((k, v));
-        }
-        Env::from_slice(&pairs)
+        common::env_with(pairs, extra)
+    }
+
+    fn credential(&self) -> Arc<azure_passwordless::DefaultAzureCredential> {
+        azure_passwordless::DefaultAzureCredential::builder()
+            .env(self.env(&[]))
+            .build()
+            .unwrap()
+    }
+
+    /// A pool builder on the test server with the managed identity credential.
+    fn pool(&self) -> azure_passwordless::postgres::AzurePgPoolBuilder {
+        AzurePgPool::builder(self.settings()).default_credential(self.credential())
     }
 
     fn settings(&self) -> PgSettings {
@@ -82,16 +90,7 @@ async fn queries_over_tls_with_managed_identity(ctx: &Ctx) {
             .contains("no PostgreSQL user configured; using the identity named in the token")
     );
 
-    let pool = AzurePgPool::builder(ctx.settings())
-        .default_credential(
-            azure_passwordless::DefaultAzureCredential::builder()
-                .env(ctx.env(&[]))
-                .build()
-                .unwrap(),
-        )
-        .max_size(8)
-        .build()
-        .unwrap();
+    let pool = ctx.pool().max_size(8).build().unwrap();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let pool = pool.clone();
@@ -203,13 +202,8 @@ async fn endpoint_down_after_expiry_gives_typed_error_then_recovers(ctx: &Ctx) {
 }
 
 async fn postgres_restart_under_load(ctx: &Ctx) {
-    let pool = AzurePgPool::builder(ctx.settings())
-        .default_credential(
-            azure_passwordless::DefaultAzureCredential::builder()
-                .env(ctx.env(&[]))
-                .build()
-                .unwrap(),
-        )
+    let pool = ctx
+        .pool()
         .max_size(4)
         .wait_timeout(Some(std::time::Duration::from_secs(2)))
         .create_timeout(Some(std::time::Duration::from_secs(2)))
@@ -285,13 +279,8 @@ async fn postgres_restart_under_load(ctx: &Ctx) {
 }
 
 async fn exhausted_pool_times_out_with_a_typed_error(ctx: &Ctx) {
-    let pool = AzurePgPool::builder(ctx.settings())
-        .default_credential(
-            azure_passwordless::DefaultAzureCredential::builder()
-                .env(ctx.env(&[]))
-                .build()
-                .unwrap(),
-        )
+    let pool = ctx
+        .pool()
         .max_size(1)
         .wait_timeout(Some(std::time::Duration::from_millis(200)))
         .build()
@@ -340,10 +329,7 @@ async fn plain_tcp_is_refused_by_the_server(ctx: &Ctx) {
 
 async fn max_lifetime_on_the_injected_clock(ctx: &Ctx) {
     let clock = ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
-    let credential = azure_passwordless::DefaultAzureCredential::builder()
-        .env(ctx.env(&[]))
-        .build()
-        .unwrap();
+    let credential = ctx.credential();
     let pool = AzurePgPool::builder(ctx.settings())
         .default_credential(credential.clone())
         .clock(Arc::new(clock.clone()))
@@ -415,23 +401,14 @@ async fn no_token_in_logs_or_debug(ctx: &Ctx) {
     let mut secrets = ctx.endpoint.issued_tokens();
     secrets.push(HEADER_SECRET.to_owned());
     assert!(secrets.len() > 1);
-    ctx.logs.assert_free_of(&secrets);
-    for secret in &secrets {
-        assert!(!debug.contains(secret.as_str()), "a secret leaked into Debug");
-    }
+    ctx.logs.assert_secrets_absent(&secrets, &debug);
 }
 
 fn main() {
     let listener = common::identity_env(HEADER_SECRET, &[]);
     let logs = common::capture_logs();
     let failed = common::runtime().block_on(async {
-        let endpoint = IdentityEndpoint::builder()
-            .listener(listener)
-            .header_secret(HEADER_SECRET)
-            .identity_name(IDENTITY)
-            .start()
-            .await
-            .unwrap();
+        let endpoint = common::identity_endpoint(listener, HEADER_SECRET, IDENTITY).await;
         let server = PostgresServer::start("restaurants").await.unwrap();
         server
             .create_login_role(IDENTITY, &endpoint.current_token(SCOPE, None))

@@ -17,16 +17,18 @@ impl LogBuffer {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// Panics, quoting the start of the line, if any of `secrets` was logged.
-    pub fn assert_free_of(&self, secrets: &[String]) {
+    /// Panics, quoting the start of the line, if any of `secrets` was logged, or naming the
+    /// secret's index if it is in `debug` (the `Debug`/`Display` output a test collected).
+    pub fn assert_secrets_absent(&self, secrets: &[String], debug: &str) {
         let logs = self.text();
-        for secret in secrets {
+        for (i, secret) in secrets.iter().enumerate() {
             if let Some(line) = logs.lines().find(|l| l.contains(secret.as_str())) {
                 panic!(
                     "a secret leaked into the logs: {:?}",
                     line.chars().take(160).collect::<String>()
                 );
             }
+            assert!(!debug.contains(secret.as_str()), "secret #{i} leaked into Debug");
         }
     }
 }
@@ -39,6 +41,30 @@ impl Write for LogBuffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// An Env of `base` pairs, with each pair of `extra` replacing (or adding) its variable.
+pub fn env_with<'a>(mut base: Vec<(&'a str, &'a str)>, extra: &[(&'a str, &'a str)]) -> azure_passwordless::Env {
+    for (k, v) in extra {
+        base.retain(|(name, _)| name != k);
+        base.push((k, v));
+    }
+    azure_passwordless::Env::from_slice(&base)
+}
+
+/// Starts the identity endpoint on the listener from [`identity_env`], for `identity`.
+pub async fn identity_endpoint(
+    listener: std::net::TcpListener,
+    header: &str,
+    identity: &str,
+) -> azure_passwordless::emulator::IdentityEndpoint {
+    azure_passwordless::emulator::IdentityEndpoint::builder()
+        .listener(listener)
+        .header_secret(header)
+        .identity_name(identity)
+        .start()
+        .await
+        .unwrap()
 }
 
 /// Binds the identity endpoint's port and puts it, with `header`, into the process environment.
